@@ -13,3 +13,4 @@ pub mod sampling;
 pub mod span;
 pub mod status;
 pub mod time;
+pub mod transport;

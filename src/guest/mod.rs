@@ -3,6 +3,7 @@
 //! decision lives in the core; this file only moves bytes.
 
 mod emit;
+mod pipe;
 
 use http_wasm_guest::host::{Request, Response, admin, feature};
 use http_wasm_guest::{Guest, register as register_guest};
@@ -25,6 +26,7 @@ struct InFlight {
 struct State {
     ids: IdGenerator,
     in_flight: Option<InFlight>,
+    emitter: emit::Emitter,
 }
 
 struct Plugin {
@@ -44,6 +46,7 @@ pub fn register() {
             state: RefCell::new(State {
                 ids: IdGenerator::new(&instance_seeds()),
                 in_flight: None,
+                emitter: emit::Emitter::new(&config),
             }),
             config,
         }),
@@ -132,12 +135,10 @@ impl Guest for Plugin {
     }
 
     fn handle_response(&self, _ctx: i32, _req: &Request, res: &Response, is_error: bool) {
-        let Some(f) = self
-            .state
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut s| s.in_flight.take())
-        else {
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(f) = state.in_flight.take() else {
             return;
         };
         let end_ns = now_unix_ns();
@@ -156,6 +157,6 @@ impl Guest for Plugin {
             Observe::Stream(_) => (0, StatusSource::Unknown),
         };
         let record = Record::complete(f.facts, end_ns, status, source, f.ctx, &self.config);
-        emit::record(&self.config, &record);
+        state.emitter.record(&record);
     }
 }
