@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod config;
+pub mod dogstatsd;
 pub mod fallback;
 pub mod ids;
 pub mod record;

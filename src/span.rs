@@ -26,8 +26,22 @@ pub struct Span {
     pub span_type: String,
 }
 
+/// What Traefik knows about a request and the guest does not: the host adds
+/// these fields to the guest's log lines, and the relay reads them back.
+/// Empty fields add no tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFields {
+    pub router_name: String,
+    pub entrypoint_name: String,
+}
+
 impl Span {
     pub fn from_record(r: &Record) -> Self {
+        Self::from_record_with(r, &HostFields::default())
+    }
+
+    /// The span of a record, with the host's fields as `traefik.*` tags.
+    pub fn from_record_with(r: &Record, host: &HostFields) -> Self {
         let mut meta = BTreeMap::new();
         let mut put = |k: &str, v: &str| {
             if !v.is_empty() {
@@ -52,6 +66,8 @@ impl Span {
             put("_dd.p.tid", &format!("{:016x}", r.trace_id_high));
         }
         put("_dd.p.dm", &format!("-{}", r.sampling_mechanism));
+        put("traefik.router.name", &host.router_name);
+        put("traefik.entrypoint.name", &host.entrypoint_name);
 
         let mut metrics = BTreeMap::new();
         metrics.insert(
@@ -147,6 +163,20 @@ mod tests {
         let mut r = sample(200);
         r.status = 0;
         assert!(!Span::from_record(&r).meta.contains_key("http.status_code"));
+    }
+
+    #[test]
+    fn host_fields_become_traefik_tags() {
+        let host = HostFields {
+            router_name: "r@file".into(),
+            entrypoint_name: "web".into(),
+        };
+        let s = Span::from_record_with(&sample(200), &host);
+        assert_eq!(s.meta["traefik.router.name"], "r@file");
+        assert_eq!(s.meta["traefik.entrypoint.name"], "web");
+        assert_eq!(s.meta.len(), Span::from_record(&sample(200)).meta.len() + 2);
+        let none = Span::from_record_with(&sample(200), &HostFields::default());
+        assert_eq!(none, Span::from_record(&sample(200)));
     }
 
     #[test]
