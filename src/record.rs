@@ -114,13 +114,10 @@ impl Record {
         }
     }
 
-    /// `client_error` / `server_error` for an error span, empty otherwise.
+    /// `client_error` for 4xx, `server_error` for 5xx, whatever the error
+    /// rule: the old sidecar's dashboards split on it.
     pub fn error_type(&self) -> &'static str {
-        if self.error {
-            crate::status::error_type(self.status)
-        } else {
-            ""
-        }
+        crate::status::error_type(self.status)
     }
 
     pub fn client_host(&self) -> &str {
@@ -202,7 +199,8 @@ pub(crate) mod tests {
     #[test]
     fn default_error_rule_is_5xx_only() {
         assert!(!sample(404).error);
-        assert_eq!(sample(404).error_type(), "");
+        assert_eq!(sample(404).error_type(), "client_error");
+        assert_eq!(sample(200).error_type(), "");
         assert!(!sample(499).error);
         assert!(sample(500).error);
     }
