@@ -51,7 +51,9 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18081".to_owned());
     let listener = TcpListener::bind(&addr)?;
     println!("listening on {}", listener.local_addr()?);
     for stream in listener.incoming().flatten() {

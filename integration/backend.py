@@ -35,7 +35,8 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
 
 
 async def websocket_echo(request: web.Request) -> web.StreamResponse:
-    ws = web.WebSocketResponse(headers={"X-Backend": "1"})
+    ws = web.WebSocketResponse()
+    ws.headers["X-Backend"] = "1"
     if not ws.can_prepare(request).ok:
         return web.Response(status=400, text="websocket upgrade expected\n", headers={"X-Backend": "1"})
     await ws.prepare(request)

@@ -73,7 +73,7 @@ def _stop_all(started: list[Traefik]) -> None:
     for t in started:
         t.stop()
         # Shown by pytest only when the test failed.
-        print(f"--- traefik output ({t.log_path}), last lines ---\n{t.output_tail(40)}")
+        print(f"--- traefik output ({t.log_path}), last lines ---\n{t.output_tail(15)}")
 
 
 @pytest.fixture

@@ -242,12 +242,17 @@ class Traefik:
 
     def output(self) -> str:
         """Traefik's stdout+stderr so far, complete lines only."""
+        if not self.log_path.exists():
+            return ""
         data = self.log_path.read_bytes().decode("utf-8", errors="replace")
         cut = data.rfind("\n")
         return data[: cut + 1] if cut >= 0 else ""
 
-    def output_tail(self, n: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+    def output_tail(self, n: int = 60, width: int = 300) -> str:
+        if not self.log_path.exists():
+            return "(traefik was not started)"
+        tail = self.log_path.read_text(errors="replace").splitlines()[-n:]
+        return "\n".join(line if len(line) <= width else line[:width] + "..." for line in tail)
 
     def records(self, include_ready: bool = False) -> list[lines.Record]:
         recs = lines.parse_records(self.output())

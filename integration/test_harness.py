@@ -3,8 +3,10 @@ Traefik 3.7's two log formats, and the backend behind a bare Traefik route."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import aiohttp
 import pytest
 import requests
 
@@ -111,6 +113,14 @@ def test_backend_through_bare_traefik(traefik_factory) -> None:
     assert r.headers["Content-Type"] == "text/event-stream"
     r = requests.get(f"{base}/stream/1?chunks=3&interval_ms=10", timeout=5)
     assert r.content == b"chunk 0\nchunk 1\nchunk 2\n"
+    async def ws_echo() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{base}/ws/1", headers={"Host": "ws.test"}) as ws:
+                await ws.send_str("hello")
+                msg = await ws.receive(timeout=5)
+                return msg.data
+
+    assert asyncio.run(ws_echo()) == "hello"
     # No plugin configured: no record lines, and Traefik's own lines are not mistaken for records.
     assert t.records(include_ready=True) == []
     assert t.config_errors() == []
