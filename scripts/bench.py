@@ -150,11 +150,19 @@ def wrk(port: int, duration: int, conns: int) -> dict:
             "bad": int(errors.group(1)) if errors else 0, "sock": sock.group(1) if sock else ""}
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--burst", type=int, default=256, help="connections of the burst before the RSS reading")
     ap.add_argument("--only", nargs="*", help="variant names to run")
     args = ap.parse_args()
     ensure_tools()
@@ -175,24 +183,29 @@ def main() -> int:
                     try:
                         wrk(port, 2, args.connections)  # warm-up: instances, JIT, connections
                         r = wrk(port, args.duration, args.connections)
+                        # Traefik keeps one wasm instance per concurrent request:
+                        # its RSS after a wide burst shows the memory per instance.
+                        wrk(port, 2, args.burst)
+                        r["rss_mb"] = rss_mb(procs[-1].pid)
                     finally:
                         stop(procs)
                     results[name].append(r)
                     print(f"round {rnd + 1} {name:22s} {r['rps']:9.0f} req/s  p50 {r['p50']:.2f} ms  "
-                          f"p99 {r['p99']:.2f} ms  non-2xx {r['bad']} {r['sock']}", flush=True)
+                          f"p99 {r['p99']:.2f} ms  RSS {r['rss_mb']:.0f} MiB  non-2xx {r['bad']} {r['sock']}", flush=True)
     finally:
         backend.kill()
     base = statistics.median(r["rps"] for r in results["bare"]) if results.get("bare") else None
     lines = [f"wrk -t2 -c{args.connections}, {args.duration} s x {args.rounds} rounds, median; "
              f"{os.cpu_count()} cores shared by wrk, Traefik, backend and reader", "",
-             "| variant | req/s | ratio to bare | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+             "| variant | req/s | ratio to bare | p50 ms | p99 ms | Traefik RSS after c=%d burst, MiB |" % args.burst,
+             "|---|---|---|---|---|---|"]
     for name, rs in results.items():
         if not rs:
             continue
         rps = statistics.median(r["rps"] for r in rs)
         ratio = f"{rps / base:.3f}" if base else "-"
         lines.append(f"| {name} | {rps:.0f} | {ratio} | {statistics.median(r['p50'] for r in rs):.2f} | "
-                     f"{statistics.median(r['p99'] for r in rs):.2f} |")
+                     f"{statistics.median(r['p99'] for r in rs):.2f} | {statistics.median(r['rss_mb'] for r in rs):.0f} |")
     report = "\n".join(lines)
     print("\n" + report)
     (REPO / "build").mkdir(exist_ok=True)
