@@ -1,0 +1,158 @@
+//! Generates plugin records exactly as the guest writes them, for trying and
+//! benchmarking the relay:
+//!
+//!   gen-records [--format json|console|bare|frames] [--count N] [--hosts K]
+//!               [--out PATH | --udp ADDR] [--interleave N] [--seed S]
+//!
+//! - json: Traefik JSON-format log lines with the record in `message`
+//! - console: Traefik console-format lines, with ANSI colours
+//! - bare: the fallback line alone
+//! - frames: binary frames (one write per frame, so a FIFO gets them whole)
+//!
+//! `--interleave N` adds N foreign Traefik log lines after each record line.
+//! `--udp` sends each frame as one datagram.
+
+use std::io::{self, Write};
+use std::net::UdpSocket;
+use tdp_core::config::Config;
+use tdp_core::ids::TraceId;
+use tdp_core::record::{Record, SpanContext, StatusSource};
+use tdp_core::request::RequestFacts;
+use tdp_core::sampling::Decision;
+use tdp_core::{binary, fallback};
+
+fn record(i: u64, hosts: u64, seed: u64) -> Record {
+    // splitmix64 of (seed, i): distinct ids across seeds and records.
+    let mut x = seed
+        .wrapping_mul(0xD1B5_4A32_D192_ED03)
+        .wrapping_add(i + 1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let statuses = [200, 200, 200, 200, 201, 301, 404, 429, 500, 503];
+    let status = statuses[(x % statuses.len() as u64) as usize];
+    let methods = ["GET", "GET", "POST", "PUT", "DELETE"];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let host = format!("app{}.example.com", x % hosts.max(1));
+    let facts = RequestFacts {
+        start_ns: now - 50_000_000,
+        host: host.clone(),
+        method: methods[((x >> 8) % methods.len() as u64) as usize].to_owned(),
+        path: format!("/api/v1/items/{}", x % 1000),
+        scheme: "https".to_owned(),
+        protocol: "HTTP/1.1".to_owned(),
+        client_addr: format!(
+            "10.0.{}.{}:5{:04}",
+            (x >> 16) % 256,
+            (x >> 24) % 256,
+            x % 10000
+        ),
+        user_agent: "Mozilla/5.0 (X11; Linux x86_64) gen-records/1".to_owned(),
+    };
+    let ctx = SpanContext {
+        trace_id: TraceId {
+            high: (now as u64 / 1_000_000_000) << 32,
+            low: x | 1,
+        },
+        span_id: (x >> 1) | 1,
+        parent_id: 0,
+        sampling: Decision {
+            priority: if x % 4 == 0 { 0 } else { 1 },
+            mechanism: 0,
+            rate: 1.0,
+        },
+    };
+    let cfg = Config {
+        service: "edge".to_owned(),
+        env: "test".to_owned(),
+        version: "1.0.0".to_owned(),
+        ..Config::default()
+    };
+    let end = now - 50_000_000 + 1_000_000 + (x % 50_000_000) as i64;
+    Record::complete(facts, end, status, StatusSource::Buffered, ctx, &cfg)
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut format = "json".to_owned();
+    let mut count = 10u64;
+    let mut hosts = 5u64;
+    let mut out: Option<String> = None;
+    let mut udp: Option<String> = None;
+    let mut interleave = 0u64;
+    let mut seed = 0u64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut v = || it.next().cloned().unwrap_or_default();
+        match a.as_str() {
+            "--format" => format = v(),
+            "--count" => count = v().parse().unwrap_or(10),
+            "--hosts" => hosts = v().parse().unwrap_or(5),
+            "--out" => out = Some(v()),
+            "--udp" => udp = Some(v()),
+            "--interleave" => interleave = v().parse().unwrap_or(0),
+            "--seed" => seed = v().parse().unwrap_or(0),
+            other => {
+                eprintln!("gen-records: unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    if let Some(addr) = udp {
+        let s = UdpSocket::bind("127.0.0.1:0")?;
+        for i in 0..count {
+            if let Ok(f) = binary::encode(&record(i, hosts, seed)) {
+                s.send_to(&f, &addr)?;
+            }
+        }
+        return Ok(());
+    }
+    let mut w: Box<dyn Write> = match &out {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)?,
+        ),
+        None => Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())),
+    };
+    let foreign = r#"{"level":"debug","providerName":"file","time":"2026-11-25T14:41:10Z","message":"Configuration received"}"#;
+    for i in 0..count {
+        let r = record(i, hosts, seed);
+        match format.as_str() {
+            "frames" => {
+                if let Ok(f) = binary::encode(&r) {
+                    // One write per frame: atomic on a FIFO.
+                    w.write_all(&f)?;
+                    if out.is_some() {
+                        w.flush()?;
+                    }
+                }
+                continue;
+            }
+            "bare" => writeln!(w, "{}", fallback::encode(&r))?,
+            "console" => writeln!(
+                w,
+                "\x1b[90m2026-11-25T14:41:10Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m{}\x1b[0m \x1b[36mentryPointName=\x1b[0mweb \x1b[36mmiddlewareName=\x1b[0mdd@file \x1b[36mmiddlewareType=\x1b[0mwasm \x1b[36mrouterName=\x1b[0mr{}@file",
+                fallback::encode(&r),
+                i % 3
+            )?,
+            _ => {
+                let message = serde_json::to_string(&fallback::encode(&r)).unwrap_or_default();
+                writeln!(
+                    w,
+                    r#"{{"level":"info","entryPointName":"web","routerName":"r{}@file","middlewareName":"dd@file","middlewareType":"wasm","time":"2026-11-25T14:41:10Z","message":{message}}}"#,
+                    i % 3
+                )?
+            }
+        }
+        for _ in 0..interleave {
+            writeln!(w, "{foreign}")?;
+        }
+    }
+    w.flush()
+}

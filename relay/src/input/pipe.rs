@@ -1,0 +1,241 @@
+//! `--pipe`: the FIFO the plugin writes one binary frame per request to.
+//!
+//! The FIFO is created with mode 0666 when missing, so the user Traefik runs
+//! as can open it for writing; an existing FIFO keeps its owner and mode. It
+//! is opened read-write: the relay then never sees end-of-file when writers
+//! come and go, and a writer's non-blocking open always finds a reader while
+//! the relay lives. Records are read as fast as they come and dropped
+//! (counted) when the queue is full: a full pipe would push the plugin onto
+//! its log-line fallback, which is slower for Traefik.
+
+use super::{Envelope, Queue, Source};
+use crate::log::{Throttle, held};
+use crate::sys;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tdp_core::binary::{BinaryError, decode_frame, resync};
+use tdp_core::record::Record;
+
+pub const FIFO_MODE: u32 = 0o666;
+
+/// Creates the FIFO if missing and opens it read-write.
+pub fn open(path: &Path) -> Result<File, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_fifo() => {}
+        Ok(_) => {
+            return Err(format!(
+                "--pipe: {} exists and is not a FIFO; remove it or choose another path",
+                path.display()
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            sys::mkfifo(path, FIFO_MODE)
+                .map_err(|e| format!("--pipe: cannot create FIFO {}: {e}", path.display()))?;
+            info!("pipe: created FIFO {} (mode 0666)", path.display());
+        }
+        Err(e) => return Err(format!("--pipe: {}: {e}", path.display())),
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("--pipe: cannot open {}: {e}", path.display()))
+}
+
+pub fn start(path: &Path, queue: Queue) -> Result<JoinHandle<()>, String> {
+    let file = open(path)?;
+    let shown = path.display().to_string();
+    std::thread::Builder::new()
+        .name("input-pipe".into())
+        .spawn(move || run(file, &queue, &shown))
+        .map_err(|e| format!("--pipe: cannot start thread: {e}"))
+}
+
+fn run(mut file: File, queue: &Queue, shown: &str) {
+    let mut frames = FrameReader::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut throttle = Throttle::new(Duration::from_secs(10));
+    let mut stopping = false;
+    loop {
+        if sys::stop_requested() {
+            // One last pass over what writers already put in the pipe.
+            stopping = true;
+        }
+        let wait = if stopping {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(200)
+        };
+        match sys::wait_readable(&file, wait) {
+            Ok(true) => {}
+            Ok(false) if stopping => break,
+            Ok(false) => continue,
+            Err(e) => {
+                error!("pipe {shown}: poll: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        }
+        match file.read(&mut buf) {
+            Ok(0) => std::thread::sleep(Duration::from_millis(10)),
+            Ok(n) => frames.feed(&buf[..n], |r| match r {
+                Ok(record) => {
+                    queue.offer(Source::Pipe, Envelope::bare(record));
+                }
+                Err(e) => {
+                    queue.malformed(Source::Pipe);
+                    if let Some(h) = throttle.allow() {
+                        warn!("pipe {shown}: skipped bad input: {e}{}", held(h));
+                    }
+                }
+            }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                error!("pipe {shown}: read: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    info!("pipe {shown}: stopped");
+}
+
+/// Splits a byte stream into binary frames. Garbage is skipped up to the
+/// next `TD` magic and counted once per run of garbage; a frame whose body
+/// does not decode is treated as garbage too (its length field may be part
+/// of the garbage, so the frames after it are not skipped with it).
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    pending: Vec<u8>,
+    in_garbage: bool,
+}
+
+impl FrameReader {
+    pub fn feed(&mut self, data: &[u8], mut out: impl FnMut(Result<Record, BinaryError>)) {
+        self.pending.extend_from_slice(data);
+        let mut off = 0;
+        while let Some(rest) = self.pending.get(off..).filter(|r| !r.is_empty()) {
+            let (n, result) = decode_frame(rest);
+            match result {
+                Ok(r) => {
+                    off += n;
+                    self.in_garbage = false;
+                    out(Ok(r));
+                }
+                Err(BinaryError::Incomplete) => break,
+                // A newer writer's frame right after a good one: its length
+                // is trustworthy. After garbage it is not.
+                Err(BinaryError::UnsupportedVersion(v)) if !self.in_garbage => {
+                    off += n.max(1);
+                    self.in_garbage = false;
+                    out(Err(BinaryError::UnsupportedVersion(v)));
+                }
+                Err(e) => {
+                    off += resync(rest);
+                    if !self.in_garbage {
+                        self.in_garbage = true;
+                        out(Err(e));
+                    }
+                }
+            }
+        }
+        self.pending.drain(..off.min(self.pending.len()));
+    }
+
+    #[cfg(test)]
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::tests::record;
+    use std::io::Write;
+    use tdp_core::binary::encode;
+
+    fn frame(status: u16) -> Vec<u8> {
+        encode(&record(status)).expect("fits")
+    }
+
+    fn run_reader(chunks: &[&[u8]]) -> (Vec<u16>, usize, usize) {
+        let mut r = FrameReader::default();
+        let (mut ok, mut bad) = (Vec::new(), 0);
+        for c in chunks {
+            r.feed(c, |x| match x {
+                Ok(rec) => ok.push(rec.status),
+                Err(_) => bad += 1,
+            });
+        }
+        (ok, bad, r.pending())
+    }
+
+    #[test]
+    fn frames_split_across_reads() {
+        let mut s = frame(200);
+        s.extend(frame(404));
+        s.extend(frame(503));
+        let (a, b) = s.split_at(100);
+        let (b, c) = b.split_at(200);
+        assert_eq!(run_reader(&[a, b, c]), (vec![200, 404, 503], 0, 0));
+        let one_by_one: Vec<&[u8]> = s.chunks(1).collect();
+        assert_eq!(run_reader(&one_by_one), (vec![200, 404, 503], 0, 0));
+    }
+
+    #[test]
+    fn garbage_counts_once_per_run_and_loses_no_frame() {
+        let mut s = b"garbage\xff\x00TDT".to_vec();
+        s.extend(frame(200));
+        s.extend(b"more junk");
+        s.extend(frame(503));
+        // A fake header claiming a long body, then a real frame inside it.
+        s.extend(b"TD\x01\x00\x40\x00");
+        s.extend(frame(404));
+        s.extend(vec![0u8; 64]);
+        s.extend(frame(201));
+        assert_eq!(run_reader(&[&s]), (vec![200, 503, 404, 201], 4, 0));
+    }
+
+    #[test]
+    fn future_versions_are_skipped_by_length() {
+        let mut v2 = frame(200);
+        v2[2] = 2;
+        let mut s = v2;
+        s.extend(frame(404));
+        assert_eq!(run_reader(&[&s]), (vec![404], 1, 0));
+    }
+
+    #[test]
+    fn creates_and_reads_the_fifo() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("relay-pipe-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let p = dir.join("t.fifo");
+        let _ = std::fs::remove_file(&p);
+        let mut f = open(&p).expect("created and opened");
+        assert_eq!(
+            std::fs::metadata(&p).expect("stat").permissions().mode() & 0o777,
+            0o666
+        );
+        // A writer opening non-blocking, as the guest does, succeeds.
+        let mut w = OpenOptions::new().write(true).open(&p).expect("writer");
+        w.write_all(&frame(200)).expect("write");
+        drop(w); // the last writer leaving is not end-of-file for us
+        let mut buf = [0u8; 4096];
+        let n = f.read(&mut buf).expect("read");
+        assert_eq!(run_reader(&[&buf[..n]]), (vec![200], 0, 0));
+        assert!(!sys::wait_readable(&f, Duration::from_millis(20)).expect("poll"));
+        let regular = dir.join("regular");
+        std::fs::write(&regular, b"x").expect("file");
+        assert!(
+            open(&regular)
+                .expect_err("not a fifo")
+                .contains("is not a FIFO")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,234 @@
+//! The pipeline thread: takes records from the queue, fills defaults, turns
+//! each into a span (batched into payloads for the sender) and into request
+//! metrics (aggregated, sent every metrics interval), and reports the
+//! relay's own counters. It never waits on the agent.
+//!
+//! Shutdown (signal, or every input ended): inputs get a short grace to hand
+//! on what they hold, the queue is drained, the last batch and metrics are
+//! flushed, the sender gets until `--shutdown-timeout` to deliver, and the
+//! final counters are printed.
+
+use crate::input::{Envelope, Source};
+use crate::settings::Defaults;
+use crate::statsd::StatsdSink;
+use crate::sys;
+use crate::telemetry::{Counters, Snapshot};
+use crate::traces::batch::{Batcher, SpanBuffer};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tdp_core::dogstatsd::Aggregator;
+use tdp_core::record::Record;
+use tdp_core::span::Span;
+
+/// Records handled between two looks at the clock.
+const BURST: usize = 1024;
+/// How often the stop flag is looked at when idle.
+const TICK: Duration = Duration::from_millis(100);
+
+pub struct Traces {
+    pub batcher: Batcher,
+    pub buffer: Arc<SpanBuffer>,
+    pub sender: JoinHandle<()>,
+}
+
+pub struct Pipeline {
+    pub counters: Arc<Counters>,
+    pub defaults: Defaults,
+    pub traces: Option<Traces>,
+    pub aggregator: Option<Aggregator>,
+    pub statsd: StatsdSink,
+    pub prefix: String,
+    pub inputs: Vec<Source>,
+    pub telemetry_metrics: bool,
+    pub flush_interval: Duration,
+    pub metrics_interval: Duration,
+    pub telemetry_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Fills what the record leaves empty with the relay's defaults.
+pub fn apply_defaults(r: &mut Record, d: &Defaults) {
+    for (field, default) in [
+        (&mut r.env, &d.env),
+        (&mut r.service, &d.service),
+        (&mut r.version, &d.version),
+    ] {
+        if field.is_empty() && !default.is_empty() {
+            field.clone_from(default);
+        }
+    }
+}
+
+impl Pipeline {
+    fn handle(&mut self, e: Envelope) {
+        self.counters.queue_depth.fetch_sub(1, Relaxed);
+        let Envelope { mut record, host } = e;
+        apply_defaults(&mut record, &self.defaults);
+        if let Some(agg) = self.aggregator.as_mut() {
+            agg.add(&record);
+        }
+        if let Some(t) = self.traces.as_mut() {
+            let span = Span::from_record_with(&record, &host);
+            match t.batcher.add(&span) {
+                Ok(Some(p)) => t.buffer.push(p),
+                Ok(None) => {}
+                Err(err) => {
+                    Counters::add(&self.counters.dropped_encode, 1);
+                    warn!("span could not be encoded: {err}");
+                }
+            }
+        }
+    }
+
+    fn flush_traces(&mut self) {
+        if let Some(t) = self.traces.as_mut() {
+            if let Some(p) = t.batcher.take() {
+                t.buffer.push(p);
+            }
+        }
+    }
+
+    fn flush_metrics(&mut self) {
+        if let Some(agg) = self.aggregator.as_mut() {
+            if !agg.is_empty() {
+                let mut packer = self.statsd.packer();
+                agg.flush(&mut packer);
+                self.statsd.send_packed(&mut packer);
+            }
+        }
+    }
+
+    fn report(&mut self, prev: &Snapshot) -> Snapshot {
+        let now = self.counters.snapshot();
+        info!("{}", now.log_line(&self.inputs, sys::rss_bytes()));
+        if self.telemetry_metrics {
+            let mut packer = self.statsd.packer();
+            for l in now.statsd_lines(prev, &self.prefix, &self.inputs) {
+                packer.push(&l);
+            }
+            self.statsd.send_packed(&mut packer);
+        }
+        now
+    }
+
+    pub fn run(mut self, rx: Receiver<Envelope>) {
+        let start = Instant::now();
+        let mut next_flush = start + self.flush_interval;
+        let mut next_metrics = start + self.metrics_interval;
+        let mut next_report = start + self.telemetry_interval;
+        let mut prev = Snapshot::default();
+        let grace = (self.shutdown_timeout / 2).min(Duration::from_secs(1));
+        let mut stop_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if stop_at.is_none() && sys::stop_requested() {
+                info!("stopping: inputs get {grace:?} to hand on what they hold");
+                stop_at = Some(now);
+            }
+            let next = next_flush.min(next_metrics).min(next_report);
+            let wait = next.saturating_duration_since(now).min(TICK);
+            match rx.recv_timeout(wait) {
+                Ok(e) => {
+                    self.handle(e);
+                    for _ in 0..BURST {
+                        match rx.try_recv() {
+                            Ok(e) => self.handle(e),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if stop_at.is_none() {
+                        info!("all inputs ended; stopping");
+                        sys::request_stop();
+                    }
+                    break;
+                }
+            }
+            let now = Instant::now();
+            if now >= next_flush {
+                self.flush_traces();
+                next_flush = now + self.flush_interval;
+            }
+            if now >= next_metrics {
+                self.flush_metrics();
+                next_metrics += self.metrics_interval;
+                if next_metrics <= now {
+                    next_metrics = now + self.metrics_interval;
+                }
+            }
+            if now >= next_report {
+                prev = self.report(&prev);
+                next_report = now + self.telemetry_interval;
+            }
+            if stop_at.is_some_and(|t| now >= t + grace) {
+                break;
+            }
+        }
+        // Whatever the inputs handed on is flushed too.
+        while let Ok(e) = rx.try_recv() {
+            self.handle(e);
+        }
+        drop(rx);
+        self.flush_traces();
+        self.flush_metrics();
+        let deadline = Instant::now() + self.shutdown_timeout;
+        if let Some(t) = self.traces.take() {
+            let held = t.buffer.spans();
+            if held > 0 {
+                info!(
+                    "flushing {held} spans to the agent (up to {:?})",
+                    self.shutdown_timeout
+                );
+            }
+            t.buffer.close(deadline);
+            // The sender stops by the deadline; its last request may still
+            // be waiting for the agent's answer, so allow a moment more.
+            while !t.sender.is_finished() && Instant::now() < deadline + Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.sender.is_finished() {
+                let _ = t.sender.join();
+            } else {
+                Counters::add(&self.counters.dropped_shutdown, t.buffer.spans() as u64);
+            }
+        }
+        let last = self.report(&prev);
+        info!(
+            "stopped after {:.1}s: {} spans sent, {} dropped",
+            start.elapsed().as_secs_f64(),
+            last.spans_sent,
+            last.spans_dropped()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::tests::record;
+
+    #[test]
+    fn defaults_fill_only_empty_fields() {
+        let d = Defaults {
+            env: "staging".into(),
+            service: "relay-default".into(),
+            version: "9".into(),
+        };
+        let mut r = record(200);
+        r.env.clear();
+        apply_defaults(&mut r, &d);
+        assert_eq!(
+            (r.env.as_str(), r.service.as_str(), r.version.as_str()),
+            ("staging", "edge", "1.2.3")
+        );
+        let mut r = record(200);
+        r.version.clear();
+        apply_defaults(&mut r, &Defaults::default());
+        assert_eq!(r.version, "");
+    }
+}

@@ -1,0 +1,810 @@
+//! Command-line flags and Datadog environment variables, validated once into
+//! [`Settings`]. Flags override environment variables; every error names the
+//! flag or variable it is about.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use tdp_core::dogstatsd::{DEFAULT_MAX_SAMPLES, DEFAULT_PREFIX};
+
+pub const DEFAULT_TRACE_PORT: u16 = 8126;
+pub const DEFAULT_STATSD_PORT: u16 = 8125;
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// Where the trace agent listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentUrl {
+    Http { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for AgentUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http { host, port } if host.contains(':') => write!(f, "http://[{host}]:{port}"),
+            Self::Http { host, port } => write!(f, "http://{host}:{port}"),
+            Self::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+/// Where DogStatsD listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsdUrl {
+    Udp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for StatsdUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Udp { host, port } if host.contains(':') => write!(f, "udp://[{host}]:{port}"),
+            Self::Udp { host, port } => write!(f, "udp://{host}:{port}"),
+            Self::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+/// Where `--follow` starts in a file that exists at the first start (no
+/// state file yet). Files that appear or replace it later are always read
+/// from their beginning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowFrom {
+    Beginning,
+    End,
+}
+
+/// Values for records that carry none (`DD_ENV`, `DD_SERVICE`, `DD_VERSION`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults {
+    pub env: String,
+    pub service: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub pipe: Option<PathBuf>,
+    pub stdin: bool,
+    pub follow: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub follow_from: FollowFrom,
+    pub udp: Option<String>,
+    pub echo_records: bool,
+    pub max_line_bytes: usize,
+    pub queue_size: usize,
+
+    pub agent: AgentUrl,
+    pub traces: bool,
+    pub flush_interval: Duration,
+    pub batch_spans: usize,
+    pub batch_bytes: usize,
+    pub max_buffered_spans: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+
+    pub statsd: StatsdUrl,
+    pub metrics_prefix: String,
+    pub metrics_interval: Duration,
+    pub request_metrics: bool,
+    pub max_samples: usize,
+    pub telemetry_interval: Duration,
+    pub telemetry: bool,
+
+    pub defaults: Defaults,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            pipe: None,
+            stdin: false,
+            follow: None,
+            state: None,
+            follow_from: FollowFrom::End,
+            udp: None,
+            echo_records: false,
+            max_line_bytes: 64 * 1024,
+            queue_size: 10_000,
+            agent: AgentUrl::Http {
+                host: DEFAULT_HOST.to_owned(),
+                port: DEFAULT_TRACE_PORT,
+            },
+            traces: true,
+            flush_interval: Duration::from_secs(1),
+            batch_spans: 1000,
+            batch_bytes: 2_000_000,
+            max_buffered_spans: 100_000,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
+            statsd: StatsdUrl::Udp {
+                host: DEFAULT_HOST.to_owned(),
+                port: DEFAULT_STATSD_PORT,
+            },
+            metrics_prefix: DEFAULT_PREFIX.to_owned(),
+            metrics_interval: Duration::from_secs(2),
+            request_metrics: true,
+            max_samples: DEFAULT_MAX_SAMPLES,
+            telemetry_interval: Duration::from_secs(10),
+            telemetry: true,
+            defaults: Defaults::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run(Box<Settings>),
+    Help,
+    Version,
+}
+
+pub const HELP: &str = "\
+traefik-datadog-relay: reads the records of the Traefik Datadog plugin and
+sends one span per request to the Datadog trace agent (/v0.4/traces) and
+request metrics to DogStatsD, the way ingress-nginx's Datadog tracer did.
+
+USAGE:
+    traefik-datadog-relay [INPUTS] [OPTIONS]
+    traefik ... | traefik-datadog-relay --stdin        (Traefik log pipeline)
+
+INPUTS (at least one; any combination, each read by its own thread):
+    --pipe PATH             Read binary frames from the FIFO the plugin writes
+                            (plugin `pipePath`, through settings.mounts). The
+                            FIFO is created with mode 0666 if missing, so the
+                            user Traefik runs as can open it; an existing FIFO
+                            keeps its mode. It is opened read-write, so the
+                            relay never sees end-of-file and writers never fail
+                            while the relay runs.
+    --stdin                 Read Traefik's log output on stdin. Lines holding a
+                            plugin record (console or JSON log format) are
+                            consumed; every other line is copied to stdout
+                            unchanged.
+    --follow PATH           Follow a Traefik log file like `tail -F`: waits for
+                            it to exist, survives rotation by rename and
+                            copy-truncate, waits for a partial last line.
+    --state PATH            Where --follow keeps its position (device, inode,
+                            offset, checksum of the head), written after records
+                            are handed on. Default: <follow PATH>.relay-offset.
+    --follow-from WHERE     beginning|end: where to start in a file that already
+                            exists when there is no state file yet (default end).
+                            New and rotated files are always read from the start.
+    --udp ADDR              Receive datagrams of one binary frame each
+                            (plugin network mode), e.g. 127.0.0.1:8127.
+    --echo-records          Also copy the plugin's record lines to stdout.
+    --max-line-bytes N      Longest log line read (default 65536). Longer lines
+                            are skipped and counted (copied through if they are
+                            not the plugin's).
+    --queue-size N          Records held between inputs and the pipeline
+                            (default 10000). When full, FIFO, stdin and UDP
+                            records are dropped and counted (the FIFO keeps
+                            flowing); --follow waits instead (the file keeps
+                            them).
+
+TRACES:
+    --agent-url URL         Trace agent: http://HOST:PORT or unix:///PATH.
+                            Default from DD_TRACE_AGENT_URL, else
+                            http://$DD_AGENT_HOST:$DD_TRACE_AGENT_PORT, else
+                            http://127.0.0.1:8126.
+    --no-traces             Do not send spans (metrics only).
+    --flush-interval DUR    Send spans at least this often (default 1s).
+    --batch-spans N         Send a payload when it holds N spans (default 1000).
+    --batch-bytes N         ... or N bytes of msgpack (default 2000000).
+    --max-buffered-spans N  Spans held while the agent is down or slow
+                            (default 100000, about 45 MB); beyond it the oldest
+                            are dropped and counted.
+    --connect-timeout DUR   Agent connect timeout (default 2s).
+    --request-timeout DUR   Agent read/write inactivity timeout (default 10s).
+    --shutdown-timeout DUR  On SIGTERM/SIGINT: time to flush what is held
+                            (default 5s); then remaining spans are counted as
+                            dropped and the relay exits 0.
+
+METRICS (DogStatsD):
+    --dogstatsd-url URL     udp://HOST:PORT or unix:///PATH (datagram socket).
+                            Default from DD_DOGSTATSD_URL, else
+                            udp://$DD_AGENT_HOST:$DD_DOGSTATSD_PORT, else
+                            udp://127.0.0.1:8125.
+    --metrics-prefix P      Metric name prefix (default traefik_datadog):
+                            P.request.hits, P.request.errors (counts),
+                            P.request.duration (distribution, seconds), tagged
+                            env, service, version, resource, http.method,
+                            http.status_code, http.status_class.
+    --metrics-interval DUR  Aggregation interval of request metrics; must divide
+                            10s (default 2s, as Datadog's own clients).
+    --max-samples N         Durations kept per series and interval before a
+                            uniform sample is sent with its rate (default 4096).
+    --no-request-metrics    Do not send request metrics (the agent computes
+                            trace.* metrics from the spans anyway).
+    --telemetry-interval DUR  Relay's own counters, as P.relay.* metrics and a
+                            line on stderr (default 10s; also at exit).
+    --no-telemetry          Do not send P.relay.* metrics (stderr line stays).
+
+RECORD DEFAULTS (fill records whose field is empty; flags override env):
+    --env ENV               Default DD_ENV.
+    --service NAME          Default DD_SERVICE.
+    --service-version VER   Default DD_VERSION.
+
+    -h, --help              This text.
+    -V, --version           The relay's version.
+
+DURATIONS are like 500ms, 2s, 1m (a bare number is seconds).
+
+ENVIRONMENT:
+    DD_AGENT_HOST           Host of both the trace agent and DogStatsD.
+    DD_TRACE_AGENT_PORT     Trace agent port (default 8126).
+    DD_TRACE_AGENT_URL      Trace agent URL (overrides the two above).
+    DD_DOGSTATSD_PORT       DogStatsD port (default 8125).
+    DD_DOGSTATSD_URL        DogStatsD URL (overrides host and port).
+    DD_ENV, DD_SERVICE, DD_VERSION  Record defaults (see above).
+
+SIGNALS: SIGTERM or SIGINT stops the inputs, flushes what is held within
+--shutdown-timeout, prints the final counters and exits 0; a second signal
+exits at once.
+";
+
+/// Parses the arguments (without the program name). `env` looks up an
+/// environment variable.
+pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String> {
+    let mut s = Settings::default();
+    let mut agent_flag = None;
+    let mut statsd_flag = None;
+    let (mut env_flag, mut service_flag, mut version_flag) = (None, None, None);
+
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value")),
+            }
+        };
+        let no_value = |inline: &Option<String>| match inline {
+            Some(_) => Err(format!("{flag} takes no value")),
+            None => Ok(()),
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--pipe" => s.pipe = Some(path(flag, &value()?)?),
+            "--stdin" => {
+                no_value(&inline)?;
+                s.stdin = true;
+            }
+            "--follow" => s.follow = Some(path(flag, &value()?)?),
+            "--state" => s.state = Some(path(flag, &value()?)?),
+            "--follow-from" => {
+                s.follow_from = match value()?.as_str() {
+                    "beginning" => FollowFrom::Beginning,
+                    "end" => FollowFrom::End,
+                    other => {
+                        return Err(format!("{flag}: {other:?} is not \"beginning\" or \"end\""));
+                    }
+                }
+            }
+            "--udp" => {
+                let v = value()?;
+                if v.rsplit_once(':')
+                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                {
+                    return Err(format!(
+                        "{flag}: {v:?} is not an address and port like 127.0.0.1:8127"
+                    ));
+                }
+                s.udp = Some(v);
+            }
+            "--echo-records" => {
+                no_value(&inline)?;
+                s.echo_records = true;
+            }
+            "--max-line-bytes" => s.max_line_bytes = count(flag, &value()?, 256)?,
+            "--queue-size" => s.queue_size = count(flag, &value()?, 1)?,
+            "--agent-url" => agent_flag = Some(agent_url(flag, &value()?)?),
+            "--no-traces" => {
+                no_value(&inline)?;
+                s.traces = false;
+            }
+            "--flush-interval" => s.flush_interval = duration(flag, &value()?)?,
+            "--batch-spans" => s.batch_spans = count(flag, &value()?, 1)?,
+            "--batch-bytes" => s.batch_bytes = count(flag, &value()?, 4096)?,
+            "--max-buffered-spans" => s.max_buffered_spans = count(flag, &value()?, 1)?,
+            "--connect-timeout" => s.connect_timeout = duration(flag, &value()?)?,
+            "--request-timeout" => s.request_timeout = duration(flag, &value()?)?,
+            "--shutdown-timeout" => s.shutdown_timeout = duration(flag, &value()?)?,
+            "--dogstatsd-url" => statsd_flag = Some(statsd_url(flag, &value()?)?),
+            "--metrics-prefix" => {
+                let p = value()?;
+                if p.is_empty()
+                    || !p
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                    || !p.starts_with(|c: char| c.is_ascii_alphabetic())
+                {
+                    return Err(format!(
+                        "{flag}: {p:?} must start with a letter and hold only letters, digits, '_' and '.'"
+                    ));
+                }
+                s.metrics_prefix = p;
+            }
+            "--metrics-interval" => s.metrics_interval = duration(flag, &value()?)?,
+            "--max-samples" => s.max_samples = count(flag, &value()?, 1)?,
+            "--no-request-metrics" => {
+                no_value(&inline)?;
+                s.request_metrics = false;
+            }
+            "--telemetry-interval" => s.telemetry_interval = duration(flag, &value()?)?,
+            "--no-telemetry" => {
+                no_value(&inline)?;
+                s.telemetry = false;
+            }
+            "--env" => env_flag = Some(value()?),
+            "--service" => service_flag = Some(value()?),
+            "--service-version" => version_flag = Some(value()?),
+            other if other.starts_with('-') => {
+                return Err(format!("unknown flag {other}"));
+            }
+            other => {
+                return Err(format!(
+                    "unexpected argument {other:?} (flags start with --)"
+                ));
+            }
+        }
+    }
+
+    if s.pipe.is_none() && !s.stdin && s.follow.is_none() && s.udp.is_none() {
+        return Err("no input: give at least one of --pipe, --stdin, --follow, --udp".to_owned());
+    }
+    if s.state.is_some() && s.follow.is_none() {
+        return Err("--state is only used with --follow".to_owned());
+    }
+    if let (None, Some(f)) = (&s.state, &s.follow) {
+        let mut p = f.clone().into_os_string();
+        p.push(".relay-offset");
+        s.state = Some(PathBuf::from(p));
+    }
+    let ten = Duration::from_secs(10);
+    if s.metrics_interval.is_zero() || ten.as_nanos() % s.metrics_interval.as_nanos() != 0 {
+        return Err(format!(
+            "--metrics-interval: {:?} does not divide 10s (the agent's bucket); use e.g. 1s, 2s, 5s, 10s",
+            s.metrics_interval
+        ));
+    }
+    for (flag, d) in [
+        ("--flush-interval", s.flush_interval),
+        ("--connect-timeout", s.connect_timeout),
+        ("--request-timeout", s.request_timeout),
+        ("--telemetry-interval", s.telemetry_interval),
+    ] {
+        if d < Duration::from_millis(10) {
+            return Err(format!("{flag}: {d:?} is too short (at least 10ms)"));
+        }
+    }
+    if s.max_buffered_spans < s.batch_spans {
+        return Err(format!(
+            "--max-buffered-spans: {} is smaller than --batch-spans {}",
+            s.max_buffered_spans, s.batch_spans
+        ));
+    }
+
+    let host = env("DD_AGENT_HOST").filter(|h| !h.trim().is_empty());
+    let host_of = |h: &Option<String>| h.clone().unwrap_or_else(|| DEFAULT_HOST.to_owned());
+    s.agent = match agent_flag {
+        Some(a) => a,
+        None => match env("DD_TRACE_AGENT_URL").filter(|v| !v.trim().is_empty()) {
+            Some(v) => agent_url("DD_TRACE_AGENT_URL", &v)?,
+            None => AgentUrl::Http {
+                host: host_of(&host),
+                port: env_port(env, "DD_TRACE_AGENT_PORT", DEFAULT_TRACE_PORT)?,
+            },
+        },
+    };
+    s.statsd = match statsd_flag {
+        Some(u) => u,
+        None => match env("DD_DOGSTATSD_URL").filter(|v| !v.trim().is_empty()) {
+            Some(v) => statsd_url("DD_DOGSTATSD_URL", &v)?,
+            None => StatsdUrl::Udp {
+                host: host_of(&host),
+                port: env_port(env, "DD_DOGSTATSD_PORT", DEFAULT_STATSD_PORT)?,
+            },
+        },
+    };
+    s.defaults = Defaults {
+        env: env_flag.or_else(|| env("DD_ENV")).unwrap_or_default(),
+        service: service_flag
+            .or_else(|| env("DD_SERVICE"))
+            .unwrap_or_default(),
+        version: version_flag
+            .or_else(|| env("DD_VERSION"))
+            .unwrap_or_default(),
+    };
+    Ok(Command::Run(Box::new(s)))
+}
+
+fn path(flag: &str, v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        Err(format!("{flag} needs a non-empty path"))
+    } else {
+        Ok(PathBuf::from(v))
+    }
+}
+
+fn count(flag: &str, v: &str, min: usize) -> Result<usize, String> {
+    match v.trim().replace('_', "").parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(n) => Err(format!("{flag}: {n} is below the minimum {min}")),
+        Err(_) => Err(format!("{flag}: {v:?} is not a whole number")),
+    }
+}
+
+/// `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    (0.0..1e9)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
+}
+
+fn duration(flag: &str, v: &str) -> Result<Duration, String> {
+    parse_duration(v).ok_or_else(|| format!("{flag}: {v:?} is not a duration like 500ms, 2s, 1m"))
+}
+
+/// `host:port`, `[v6]:port`; the port may be left out.
+fn host_port(v: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return None,
+        }
+    } else {
+        match v.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            Some(_) => return None,
+            None => (v, None),
+        }
+    };
+    let host = host.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p
+            .trim_end_matches('/')
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)?,
+        None => default_port,
+    };
+    Some((host.to_owned(), port))
+}
+
+fn unix_path(rest: &str) -> Option<PathBuf> {
+    rest.starts_with('/').then(|| PathBuf::from(rest))
+}
+
+fn agent_url(name: &str, v: &str) -> Result<AgentUrl, String> {
+    let v = v.trim();
+    let parsed = if let Some(rest) = v.strip_prefix("http://") {
+        host_port(rest, DEFAULT_TRACE_PORT).map(|(host, port)| AgentUrl::Http { host, port })
+    } else if let Some(rest) = v.strip_prefix("unix://") {
+        unix_path(rest).map(AgentUrl::Unix)
+    } else {
+        None
+    };
+    parsed.ok_or_else(|| format!("{name}: {v:?} is not http://HOST:PORT or unix:///ABSOLUTE/PATH"))
+}
+
+fn statsd_url(name: &str, v: &str) -> Result<StatsdUrl, String> {
+    let v = v.trim();
+    let parsed = if let Some(rest) = v.strip_prefix("udp://") {
+        host_port(rest, DEFAULT_STATSD_PORT).map(|(host, port)| StatsdUrl::Udp { host, port })
+    } else if let Some(rest) = v
+        .strip_prefix("unix://")
+        .or_else(|| v.strip_prefix("unixgram://"))
+    {
+        unix_path(rest).map(StatsdUrl::Unix)
+    } else {
+        None
+    };
+    parsed.ok_or_else(|| format!("{name}: {v:?} is not udp://HOST:PORT or unix:///ABSOLUTE/PATH"))
+}
+
+fn env_port(env: &dyn Fn(&str) -> Option<String>, name: &str, default: u16) -> Result<u16, String> {
+    match env(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{name}: {v:?} is not a port number (1-65535)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn run(args: &[&str], vars: &[(&str, &str)]) -> Result<Settings, String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        match parse(&args, &|k| vars.get(k).cloned())? {
+            Command::Run(s) => Ok(*s),
+            other => Err(format!("not a run: {other:?}")),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        run(args, &[]).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn defaults() {
+        let s = run(&["--stdin"], &[]).expect("valid");
+        assert_eq!(
+            s,
+            Settings {
+                stdin: true,
+                ..Settings::default()
+            }
+        );
+        assert_eq!(s.agent.to_string(), "http://127.0.0.1:8126");
+        assert_eq!(s.statsd.to_string(), "udp://127.0.0.1:8125");
+    }
+
+    #[test]
+    fn help_and_version() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(parse(&args(&["--help"]), &|_| None), Ok(Command::Help));
+        assert_eq!(
+            parse(&args(&["--pipe", "/x", "-V"]), &|_| None),
+            Ok(Command::Version)
+        );
+    }
+
+    #[test]
+    fn every_flag() {
+        let s = run(
+            &[
+                "--pipe=/run/dd/x.fifo",
+                "--stdin",
+                "--follow",
+                "/var/log/traefik.log",
+                "--follow-from",
+                "beginning",
+                "--udp",
+                "127.0.0.1:8127",
+                "--echo-records",
+                "--max-line-bytes",
+                "4096",
+                "--queue-size",
+                "50",
+                "--agent-url",
+                "unix:///var/run/datadog/apm.socket",
+                "--flush-interval",
+                "250ms",
+                "--batch-spans",
+                "10",
+                "--batch-bytes",
+                "1_000_000",
+                "--max-buffered-spans",
+                "20",
+                "--connect-timeout",
+                "1s",
+                "--request-timeout",
+                "3",
+                "--shutdown-timeout",
+                "1m",
+                "--dogstatsd-url",
+                "unix:///var/run/datadog/dsd.socket",
+                "--metrics-prefix",
+                "edge.proxy",
+                "--metrics-interval",
+                "5s",
+                "--max-samples",
+                "100",
+                "--no-request-metrics",
+                "--telemetry-interval",
+                "30s",
+                "--no-telemetry",
+                "--no-traces",
+                "--env",
+                "prod",
+                "--service=edge",
+                "--service-version",
+                "1.2",
+            ],
+            &[("DD_ENV", "ignored"), ("DD_SERVICE", "ignored")],
+        )
+        .expect("valid");
+        assert_eq!(s.pipe, Some(PathBuf::from("/run/dd/x.fifo")));
+        assert!(s.stdin && s.echo_records);
+        assert_eq!(s.follow, Some(PathBuf::from("/var/log/traefik.log")));
+        assert_eq!(
+            s.state,
+            Some(PathBuf::from("/var/log/traefik.log.relay-offset"))
+        );
+        assert_eq!(s.follow_from, FollowFrom::Beginning);
+        assert_eq!(s.udp.as_deref(), Some("127.0.0.1:8127"));
+        assert_eq!((s.max_line_bytes, s.queue_size), (4096, 50));
+        assert_eq!(
+            s.agent,
+            AgentUrl::Unix("/var/run/datadog/apm.socket".into())
+        );
+        assert_eq!(s.flush_interval, Duration::from_millis(250));
+        assert_eq!((s.batch_spans, s.batch_bytes), (10, 1_000_000));
+        assert_eq!(s.max_buffered_spans, 20);
+        assert_eq!(s.connect_timeout, Duration::from_secs(1));
+        assert_eq!(s.request_timeout, Duration::from_secs(3));
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(
+            s.statsd,
+            StatsdUrl::Unix("/var/run/datadog/dsd.socket".into())
+        );
+        assert_eq!(s.metrics_prefix, "edge.proxy");
+        assert_eq!(s.metrics_interval, Duration::from_secs(5));
+        assert_eq!(s.max_samples, 100);
+        assert!(!s.request_metrics && !s.telemetry && !s.traces);
+        assert_eq!(s.telemetry_interval, Duration::from_secs(30));
+        assert_eq!(
+            s.defaults,
+            Defaults {
+                env: "prod".into(),
+                service: "edge".into(),
+                version: "1.2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn datadog_environment() {
+        let s = run(
+            &["--udp", "0.0.0.0:8127"],
+            &[
+                ("DD_AGENT_HOST", "datadog-agent"),
+                ("DD_TRACE_AGENT_PORT", "9126"),
+                ("DD_ENV", "staging"),
+                ("DD_SERVICE", "edge"),
+                ("DD_VERSION", "7"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.agent.to_string(), "http://datadog-agent:9126");
+        assert_eq!(s.statsd.to_string(), "udp://datadog-agent:8125");
+        assert_eq!(
+            s.defaults,
+            Defaults {
+                env: "staging".into(),
+                service: "edge".into(),
+                version: "7".into()
+            }
+        );
+        let s = run(
+            &["--stdin"],
+            &[
+                ("DD_AGENT_HOST", "ignored-for-urls"),
+                ("DD_TRACE_AGENT_URL", "http://[::1]:8126"),
+                ("DD_DOGSTATSD_URL", "udp://10.0.0.1"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            s.agent,
+            AgentUrl::Http {
+                host: "::1".into(),
+                port: 8126
+            }
+        );
+        assert_eq!(s.agent.to_string(), "http://[::1]:8126");
+        assert_eq!(s.statsd.to_string(), "udp://10.0.0.1:8125");
+        let s = run(
+            &["--stdin", "--agent-url", "http://a:1"],
+            &[("DD_TRACE_AGENT_URL", "unix:///x")],
+        )
+        .expect("valid");
+        assert_eq!(s.agent.to_string(), "http://a:1", "flag beats env");
+    }
+
+    #[test]
+    fn errors_name_the_flag_or_variable() {
+        assert_eq!(
+            err(&[]),
+            "no input: give at least one of --pipe, --stdin, --follow, --udp"
+        );
+        assert_eq!(err(&["--stdin", "--bogus"]), "unknown flag --bogus");
+        assert_eq!(err(&["--pipe"]), "--pipe needs a value");
+        assert_eq!(err(&["--stdin=yes"]), "--stdin takes no value");
+        assert_eq!(
+            err(&["--stdin", "--queue-size", "x"]),
+            "--queue-size: \"x\" is not a whole number"
+        );
+        assert_eq!(
+            err(&["--stdin", "--queue-size", "0"]),
+            "--queue-size: 0 is below the minimum 1"
+        );
+        assert_eq!(
+            err(&["--stdin", "--flush-interval", "soon"]),
+            "--flush-interval: \"soon\" is not a duration like 500ms, 2s, 1m"
+        );
+        assert_eq!(
+            err(&["--stdin", "--metrics-interval", "3s"]),
+            "--metrics-interval: 3s does not divide 10s (the agent's bucket); use e.g. 1s, 2s, 5s, 10s"
+        );
+        assert_eq!(
+            err(&["--stdin", "--agent-url", "https://x"]),
+            "--agent-url: \"https://x\" is not http://HOST:PORT or unix:///ABSOLUTE/PATH"
+        );
+        assert_eq!(
+            err(&["--stdin", "--dogstatsd-url", "udp://h:0"]),
+            "--dogstatsd-url: \"udp://h:0\" is not udp://HOST:PORT or unix:///ABSOLUTE/PATH"
+        );
+        assert_eq!(
+            err(&["--udp", "8127"]),
+            "--udp: \"8127\" is not an address and port like 127.0.0.1:8127"
+        );
+        assert_eq!(
+            err(&["--stdin", "--state", "/x"]),
+            "--state is only used with --follow"
+        );
+        assert_eq!(
+            err(&["--stdin", "--max-buffered-spans", "10"]),
+            "--max-buffered-spans: 10 is smaller than --batch-spans 1000"
+        );
+        assert_eq!(
+            err(&["--stdin", "--metrics-prefix", "9x"]),
+            "--metrics-prefix: \"9x\" must start with a letter and hold only letters, digits, '_' and '.'"
+        );
+        assert_eq!(
+            err(&["stdin"]),
+            "unexpected argument \"stdin\" (flags start with --)"
+        );
+        assert_eq!(
+            run(&["--stdin"], &[("DD_TRACE_AGENT_URL", "tcp://x")]).expect_err("bad env"),
+            "DD_TRACE_AGENT_URL: \"tcp://x\" is not http://HOST:PORT or unix:///ABSOLUTE/PATH"
+        );
+        assert_eq!(
+            run(&["--stdin"], &[("DD_DOGSTATSD_PORT", "99999")]).expect_err("bad env"),
+            "DD_DOGSTATSD_PORT: \"99999\" is not a port number (1-65535)"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("1h"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn state_default_and_explicit() {
+        let s = run(&["--follow", "/l", "--state", "/var/lib/relay/pos"], &[]).expect("valid");
+        assert_eq!(s.state, Some(PathBuf::from("/var/lib/relay/pos")));
+    }
+}

@@ -1,0 +1,145 @@
+//! The few system calls std does not bind: signal handlers, mkfifo(3) and
+//! the UDP receive buffer size. Everything unsafe in the relay is here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only async-signal-safe work: atomics and _exit.
+    STOP.store(true, Ordering::SeqCst);
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        // A second signal: the user wants out now.
+        unsafe { libc::_exit(1) };
+    }
+}
+
+/// SIGTERM and SIGINT set the stop flag ([`stop_requested`]); a second one
+/// exits at once. SA_RESTART keeps blocking reads in the input threads from
+/// failing with EINTR.
+pub fn install_signal_handlers() -> io::Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction is valid; the handler only touches
+        // atomics and calls _exit, both async-signal-safe.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Asks the relay to stop, as a signal would (used when all inputs ended).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Creates a FIFO with exactly `mode` (chmod after mkfifo, which the umask
+/// would otherwise narrow).
+pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Asks for a larger socket receive buffer so bursts wait in the kernel
+/// rather than being dropped; the kernel may grant less (net.core.rmem_max).
+pub fn set_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid fd and a pointer to a c_int of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for `fd` to become readable.
+pub fn wait_readable(fd: &impl AsRawFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for the call's duration.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match rc {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// Resident set size in bytes (Linux /proc; None elsewhere).
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    #[test]
+    fn mkfifo_sets_the_exact_mode() {
+        let dir = std::env::temp_dir().join(format!("relay-sys-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let p = dir.join("f.fifo");
+        let _ = std::fs::remove_file(&p);
+        mkfifo(&p, 0o666).expect("mkfifo");
+        let m = std::fs::metadata(&p).expect("stat");
+        assert!(m.file_type().is_fifo());
+        assert_eq!(m.permissions().mode() & 0o777, 0o666);
+        assert!(mkfifo(&p, 0o666).is_err(), "exists already");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rss_is_known_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(rss_bytes().expect("statm") > 0);
+        }
+    }
+}
