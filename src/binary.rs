@@ -140,7 +140,31 @@ mod tests {
 
     #[test]
     fn exact_size_of_the_sample() {
-        assert_eq!(frame(200).len(), 170);
+        // 170 before the three propagation strings, each empty: one byte.
+        assert_eq!(frame(200).len(), 173);
+    }
+
+    #[test]
+    fn round_trips_propagation_fields() {
+        let mut r = sample(200);
+        r.origin = "synthetics".into();
+        r.propagation_error = "decoding_error".into();
+        r.propagation_tags = "_dd.p.usr.id=a=b".into();
+        assert_eq!(decode(&encode(&r).expect("fits")).expect("decodes"), r);
+    }
+
+    #[test]
+    fn reads_frames_written_before_the_propagation_fields() {
+        // The record array had 24 elements (array16 header `dc 00 18`); the
+        // three empty strings at its end are `a0 a0 a0`.
+        let new = frame(200);
+        assert_eq!(&new[6..9], &[0xdc, 0x00, 27]);
+        assert_eq!(&new[new.len() - 3..], &[0xa0, 0xa0, 0xa0]);
+        let mut old = new[..new.len() - 3].to_vec();
+        old[8] = 24;
+        let body = (old.len() - HEADER_LEN) as u16;
+        old[4..6].copy_from_slice(&body.to_le_bytes());
+        assert_eq!(decode(&old).expect("old frame decodes"), sample(200));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! expected, and lists may come as arrays, comma-separated strings, or the
 //! `{"0": .., "1": ..}` maps some providers produce.
 
+use crate::propagation::Style;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -48,6 +49,13 @@ pub struct Config {
     pub unbuffered_paths: Vec<String>,
     /// Hosts never buffered.
     pub unbuffered_hosts: Vec<String>,
+    /// Styles tried, in order, to read the caller's trace context.
+    pub propagation_extract: Vec<Style>,
+    /// Styles written into the upstream request; empty: headers untouched.
+    pub propagation_inject: Vec<Style>,
+    /// Whether to continue the caller's trace at all. Edge proxies facing
+    /// the internet set it false: every request then starts a new trace.
+    pub trust_incoming: bool,
 }
 
 pub const DEFAULT_PIPE_PATH: &str = "/run/dd/traefik-datadog.fifo";
@@ -70,11 +78,23 @@ impl Default for Config {
             sample_rate: 1.0,
             unbuffered_paths: Vec::new(),
             unbuffered_hosts: Vec::new(),
+            propagation_extract: Style::DEFAULT.to_vec(),
+            propagation_inject: Style::DEFAULT.to_vec(),
+            trust_incoming: true,
         }
     }
 }
 
 /// Every key the middleware accepts, in the order the README documents them.
+///
+/// Propagation (see `propagation.rs`):
+/// - `propagationStyleExtract`, `propagationStyleInject`: a list (or comma or
+///   space separated string) of `datadog`, `tracecontext`, `b3` (B3
+///   multi-header; `b3multi` also accepted), any case, duplicates ignored;
+///   default `datadog,tracecontext` for both, as dd-trace. `none` alone
+///   disables extraction / leaves the upstream request's headers untouched.
+/// - `trustIncoming`: boolean (`true`/`false`/`"1"`/`"0"`...), default true;
+///   false ignores every incoming context (edge proxies facing the internet).
 pub const KEYS: &[&str] = &[
     "service",
     "env",
@@ -90,6 +110,9 @@ pub const KEYS: &[&str] = &[
     "sampleRate",
     "unbufferedPaths",
     "unbufferedHosts",
+    "propagationStyleExtract",
+    "propagationStyleInject",
+    "trustIncoming",
 ];
 
 /// One problem with one key.
@@ -233,6 +256,9 @@ impl Config {
                     .map(|h| h.to_ascii_lowercase())
                     .collect()
             }
+            "propagationStyleExtract" => self.propagation_extract = styles(v)?,
+            "propagationStyleInject" => self.propagation_inject = styles(v)?,
+            "trustIncoming" => self.trust_incoming = boolean(v)?,
             _ => {
                 return Err(format!("unknown key; known keys are {}", KEYS.join(", ")));
             }
@@ -302,6 +328,55 @@ fn port(v: &Value) -> Result<u16, String> {
         Some(p @ 1..=65535) => Ok(p as u16),
         _ => Err(format!("{} is not a port number (1-65535)", describe(v))),
     }
+}
+
+/// Booleans, and the strings and numbers providers turn them into:
+/// `true`/`false`, `"true"`/`"false"` (any case), `"1"`/`"0"`, `1`/`0`.
+fn boolean(v: &Value) -> Result<bool, String> {
+    let b = match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_u64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    b.ok_or_else(|| format!("{} is not a boolean (true, false, 1 or 0)", describe(v)))
+}
+
+/// Propagation styles: a list, or a comma or space separated string; `none`
+/// alone is the empty list.
+fn styles(v: &Value) -> Result<Vec<Style>, String> {
+    let names: Vec<String> = list(v)?
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err("must name at least one style (or \"none\")".to_owned());
+    }
+    if names.len() == 1 && names[0].eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for name in &names {
+        if name.eq_ignore_ascii_case("none") {
+            return Err("\"none\" cannot be combined with other styles".to_owned());
+        }
+        let style = Style::parse(name).ok_or_else(|| {
+            format!("{name:?} is not one of \"datadog\", \"tracecontext\", \"b3\", \"none\"")
+        })?;
+        if !out.contains(&style) {
+            out.push(style);
+        }
+    }
+    Ok(out)
 }
 
 fn list(v: &Value) -> Result<Vec<String>, String> {
@@ -478,6 +553,99 @@ mod tests {
         assert_eq!(
             err(r#"{"env":"x","sampleRate":2,"service":""}"#),
             "key \"sampleRate\": 2 is outside 0..1; key \"service\": must not be empty"
+        );
+    }
+
+    #[test]
+    fn propagation_defaults_follow_dd_trace() {
+        let c = Config::default();
+        assert_eq!(
+            c.propagation_extract,
+            vec![Style::Datadog, Style::TraceContext]
+        );
+        assert_eq!(
+            c.propagation_inject,
+            vec![Style::Datadog, Style::TraceContext]
+        );
+        assert!(c.trust_incoming);
+    }
+
+    #[test]
+    fn propagation_styles_from_lists_and_strings() {
+        let c = parse(
+            r#"{"propagationStyleExtract":"tracecontext, B3 datadog","propagationStyleInject":["b3multi","datadog","b3"]}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.propagation_extract,
+            vec![Style::TraceContext, Style::B3, Style::Datadog]
+        );
+        assert_eq!(c.propagation_inject, vec![Style::B3, Style::Datadog]);
+        let c = parse(r#"{"propagationStyleExtract":{"1":"datadog","0":"b3"},"propagationStyleInject":"none"}"#)
+            .expect("valid");
+        assert_eq!(c.propagation_extract, vec![Style::B3, Style::Datadog]);
+        assert_eq!(c.propagation_inject, vec![]);
+    }
+
+    #[test]
+    fn bad_propagation_styles_name_the_key() {
+        assert_eq!(
+            err(r#"{"propagationStyleExtract":"datadog,zipkin"}"#),
+            "key \"propagationStyleExtract\": \"zipkin\" is not one of \"datadog\", \"tracecontext\", \"b3\", \"none\""
+        );
+        assert_eq!(
+            err(r#"{"propagationStyleInject":"w3c"}"#),
+            "key \"propagationStyleInject\": \"w3c\" is not one of \"datadog\", \"tracecontext\", \"b3\", \"none\""
+        );
+        assert_eq!(
+            err(r#"{"propagationStyleInject":" , "}"#),
+            "key \"propagationStyleInject\": must name at least one style (or \"none\")"
+        );
+        assert_eq!(
+            err(r#"{"propagationStyleExtract":[]}"#),
+            "key \"propagationStyleExtract\": must name at least one style (or \"none\")"
+        );
+        assert_eq!(
+            err(r#"{"propagationStyleExtract":"none,datadog"}"#),
+            "key \"propagationStyleExtract\": \"none\" cannot be combined with other styles"
+        );
+        assert_eq!(
+            err(r#"{"propagationStyleInject":5}"#),
+            "key \"propagationStyleInject\": number 5 is not a list"
+        );
+    }
+
+    #[test]
+    fn booleans_in_every_provider_spelling() {
+        for (json, want) in [
+            ("true", true),
+            ("false", false),
+            ("\"true\"", true),
+            ("\"False\"", false),
+            ("\" TRUE \"", true),
+            ("\"1\"", true),
+            ("\"0\"", false),
+            ("1", true),
+            ("0", false),
+        ] {
+            let c = parse(&format!(r#"{{"trustIncoming":{json}}}"#)).expect("valid bool");
+            assert_eq!(c.trust_incoming, want, "{json}");
+        }
+        assert_eq!(
+            err(r#"{"trustIncoming":"yes"}"#),
+            "key \"trustIncoming\": \"yes\" is not a boolean (true, false, 1 or 0)"
+        );
+        assert_eq!(
+            err(r#"{"trustIncoming":2}"#),
+            "key \"trustIncoming\": number 2 is not a boolean (true, false, 1 or 0)"
+        );
+        assert_eq!(
+            err(r#"{"trustIncoming":null}"#),
+            "key \"trustIncoming\": null is not a boolean (true, false, 1 or 0)"
+        );
+        assert_eq!(
+            err(r#"{"trustIncoming":["true"]}"#),
+            "key \"trustIncoming\": a list is not a boolean (true, false, 1 or 0)"
         );
     }
 

@@ -71,6 +71,14 @@ struct Line<'a> {
     sampling_mechanism: u8,
     #[serde(rename = "dd.sample_rate")]
     sample_rate: f64,
+    // Trace context propagation; empty when none. Defaulted so lines
+    // written before these fields existed still read.
+    #[serde(rename = "dd.origin", default)]
+    origin: String,
+    #[serde(rename = "dd.propagation_error", default)]
+    propagation_error: String,
+    #[serde(rename = "dd.propagation_tags", default)]
+    propagation_tags: String,
 }
 
 /// Why a line that carries the marker could not be read back.
@@ -129,6 +137,9 @@ pub fn encode(r: &Record) -> String {
         sampling_priority: r.sampling_priority,
         sampling_mechanism: r.sampling_mechanism,
         sample_rate: r.sample_rate,
+        origin: r.origin.clone(),
+        propagation_error: r.propagation_error.clone(),
+        propagation_tags: r.propagation_tags.clone(),
     };
     // Serializing plain strings and numbers cannot fail; an empty line would
     // be skipped by readers rather than harm the request.
@@ -180,6 +191,9 @@ pub fn decode(text: &str) -> Result<Record, LineError> {
         name: line.name,
         resource: line.resource,
         error: line.error != 0,
+        origin: line.origin,
+        propagation_error: line.propagation_error,
+        propagation_tags: line.propagation_tags,
     })
 }
 
@@ -198,7 +212,8 @@ mod tests {
         r#""dd.span_id":"42","dd.parent_id":"0","dd.service":"edge","dd.env":"prod","#,
         r#""dd.version":"1.2.3","dd.name":"traefik.request","dd.resource":"a.example","#,
         r#""dd.error":1,"dd.error_type":"server_error","dd.sampling_priority":1,"#,
-        r#""dd.sampling_mechanism":0,"dd.sample_rate":1.0}"#
+        r#""dd.sampling_mechanism":0,"dd.sample_rate":1.0,"dd.origin":"","#,
+        r#""dd.propagation_error":"","dd.propagation_tags":""}"#
     );
 
     #[test]
@@ -224,6 +239,31 @@ mod tests {
         r.trace_id = u64::MAX;
         assert_eq!(decode(&encode(&r)).expect("decodes"), r);
         assert!(!encode(&r).contains('\n'), "a line must stay one line");
+    }
+
+    #[test]
+    fn round_trips_propagation_fields() {
+        let mut r = sample(200);
+        r.origin = "synthetics-browser".into();
+        r.propagation_error = "extract_max_size".into();
+        r.propagation_tags = "_dd.p.usr.id=a=b,_dd.p.ts=02".into();
+        let line = encode(&r);
+        assert!(line.ends_with(concat!(
+            r#""dd.origin":"synthetics-browser","dd.propagation_error":"extract_max_size","#,
+            r#""dd.propagation_tags":"_dd.p.usr.id=a=b,_dd.p.ts=02"}"#
+        )));
+        assert_eq!(decode(&line).expect("decodes"), r);
+    }
+
+    #[test]
+    fn reads_lines_written_before_the_propagation_fields() {
+        let old = GOLDEN.replacen(
+            r#","dd.origin":"","dd.propagation_error":"","dd.propagation_tags":"""#,
+            "",
+            1,
+        );
+        assert!(old.ends_with(r#""dd.sample_rate":1.0}"#));
+        assert_eq!(decode(&old).expect("old line decodes"), sample(503));
     }
 
     #[test]

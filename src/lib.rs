@@ -8,6 +8,7 @@ pub mod config;
 pub mod dogstatsd;
 pub mod fallback;
 pub mod ids;
+pub mod propagation;
 pub mod record;
 pub mod request;
 pub mod sampling;

@@ -62,6 +62,17 @@ pub struct Record {
     pub name: String,
     pub resource: String,
     pub error: bool,
+    /// `_dd.origin` of the incoming context (`synthetics`...); empty: none.
+    /// Defaulted so frames and lines written before these fields still read.
+    #[serde(default)]
+    pub origin: String,
+    /// `_dd.propagation_error` (`extract_max_size`...); empty: none.
+    #[serde(default)]
+    pub propagation_error: String,
+    /// Inherited `_dd.p.*` tags other than `_dd.p.tid`/`_dd.p.dm`, as
+    /// `x-datadog-tags` encodes them (`k=v,k=v`); empty: none.
+    #[serde(default)]
+    pub propagation_tags: String,
 }
 
 /// The resource name for a request under the configured rule.
@@ -111,6 +122,9 @@ impl Record {
             protocol: facts.protocol,
             client_addr: facts.client_addr,
             user_agent: facts.user_agent,
+            origin: String::new(),
+            propagation_error: String::new(),
+            propagation_tags: String::new(),
         }
     }
 

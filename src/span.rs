@@ -68,6 +68,19 @@ impl Span {
         put("_dd.p.dm", &format!("-{}", r.sampling_mechanism));
         put("traefik.router.name", &host.router_name);
         put("traefik.entrypoint.name", &host.entrypoint_name);
+        // Trace context propagation: Synthetics and RUM origins (the agent's
+        // `synthetics` stats dimension), why incoming tags were dropped, and
+        // the inherited `_dd.p.*` tags (never overriding tid/dm above).
+        put("_dd.origin", &r.origin);
+        put("_dd.propagation_error", &r.propagation_error);
+        for (k, v) in r
+            .propagation_tags
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, v)| k.starts_with("_dd.p.") && *k != "_dd.p.tid" && !v.is_empty())
+        {
+            meta.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+        }
 
         let mut metrics = BTreeMap::new();
         metrics.insert(
@@ -77,7 +90,8 @@ impl Span {
         // The agent computes trace metrics only for top-level or measured spans.
         metrics.insert("_top_level".to_owned(), 1.0);
         metrics.insert("_dd.measured".to_owned(), 1.0);
-        if r.sampling_mechanism == MECHANISM_RULE {
+        // Only for a rule the plugin applied: an inherited decision has rate 1.
+        if r.sampling_mechanism == MECHANISM_RULE && r.sample_rate < 1.0 {
             metrics.insert("_dd.rule_psr".to_owned(), r.sample_rate);
         }
 
@@ -177,6 +191,41 @@ mod tests {
         assert_eq!(s.meta.len(), Span::from_record(&sample(200)).meta.len() + 2);
         let none = Span::from_record_with(&sample(200), &HostFields::default());
         assert_eq!(none, Span::from_record(&sample(200)));
+    }
+
+    #[test]
+    fn propagation_fields_become_tags() {
+        let mut r = sample(200);
+        r.origin = "synthetics".into();
+        r.propagation_error = "extract_max_size".into();
+        r.propagation_tags = "_dd.p.usr.id=dXNlcg==,_dd.p.dm=-9,_dd.p.tid=ffffffffffffffff,other=x,_dd.p.ts=02,_dd.p.x=".into();
+        let s = Span::from_record(&r);
+        let plain = Span::from_record(&sample(200));
+        assert_eq!(s.meta["_dd.origin"], "synthetics");
+        assert_eq!(s.meta["_dd.propagation_error"], "extract_max_size");
+        assert_eq!(s.meta["_dd.p.usr.id"], "dXNlcg==");
+        assert_eq!(s.meta["_dd.p.ts"], "02");
+        // tid and dm come from the record's ids and decision, not the tags.
+        assert_eq!(s.meta["_dd.p.dm"], "-0");
+        assert_eq!(s.meta["_dd.p.tid"], "6b0ea0cb00000000");
+        assert_eq!(s.meta.len(), plain.meta.len() + 4);
+        // Nor does a tid tag stand in for a 64-bit trace id.
+        r.trace_id_high = 0;
+        assert!(!Span::from_record(&r).meta.contains_key("_dd.p.tid"));
+        assert!(!plain.meta.contains_key("_dd.origin"));
+        assert!(!plain.meta.contains_key("_dd.propagation_error"));
+    }
+
+    #[test]
+    fn inherited_rule_decision_reports_no_rate() {
+        let mut r = sample(200);
+        r.parent_id = 7;
+        r.sampling_priority = 2;
+        r.sampling_mechanism = 3;
+        r.sample_rate = 1.0;
+        let s = Span::from_record(&r);
+        assert_eq!(s.meta["_dd.p.dm"], "-3");
+        assert!(!s.metrics.contains_key("_dd.rule_psr"));
     }
 
     #[test]
