@@ -10,9 +10,9 @@ use http_wasm_guest::{Guest, register as register_guest};
 use std::cell::RefCell;
 use tdp_core::config::Config;
 use tdp_core::ids::{IdGenerator, fnv1a64};
-use tdp_core::record::{CLIENT_CLOSED, Record, SpanContext, StatusSource};
+use tdp_core::propagation::{self, Propagation};
+use tdp_core::record::{CLIENT_CLOSED, Record, StatusSource};
 use tdp_core::request::{self, Observe, RequestFacts, StreamHints, StreamKind};
-use tdp_core::sampling;
 use tdp_core::time::now_unix_ns;
 
 /// A request between `handle_request` and `handle_response`. The host holds
@@ -20,7 +20,7 @@ use tdp_core::time::now_unix_ns;
 struct InFlight {
     facts: RequestFacts,
     observe: Observe,
-    ctx: SpanContext,
+    propagation: Propagation,
 }
 
 struct State {
@@ -120,16 +120,30 @@ impl Guest for Plugin {
             .ids
             .absorb(start_ns as u64 ^ fnv1a64(facts.client_addr.as_bytes()));
         let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
-        let ctx = SpanContext {
-            trace_id,
-            span_id: state.ids.span_id(),
-            parent_id: 0,
-            sampling: sampling::decide(trace_id.low, self.config.sample_rate),
+        let span_id = state.ids.span_id();
+        let header = |name: &'static str| {
+            let values = req.header.values(name.as_bytes());
+            (!values.is_empty()).then(|| {
+                values
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
         };
+        let propagation = propagation::begin(&self.config, header, trace_id, span_id);
+        // The backend's spans become children of ours: overwrite whatever
+        // context the client sent, as nginx-datadog does.
+        for (name, value) in &propagation.injection.set {
+            req.header.set(name.as_bytes(), value.as_bytes());
+        }
+        for name in &propagation.injection.remove {
+            req.header.remove(name.as_bytes());
+        }
         state.in_flight = Some(InFlight {
             facts,
             observe,
-            ctx,
+            propagation,
         });
         (true, 0)
     }
@@ -156,7 +170,15 @@ impl Guest for Plugin {
             Observe::Stream(StreamKind::Grpc) => (200, StatusSource::Grpc),
             Observe::Stream(_) => (0, StatusSource::Unknown),
         };
-        let record = Record::complete(f.facts, end_ns, status, source, f.ctx, &self.config);
+        let mut record = Record::complete(
+            f.facts,
+            end_ns,
+            status,
+            source,
+            f.propagation.ctx,
+            &self.config,
+        );
+        f.propagation.annotate(&mut record);
         state.emitter.record(&record);
     }
 }
