@@ -23,8 +23,8 @@ use tdp_core::dogstatsd::Aggregator;
 use tdp_core::record::Record;
 use tdp_core::span::Span;
 
-/// Records handled between two looks at the clock.
-const BURST: usize = 1024;
+/// Batches handled between two looks at the clock.
+const BURST: usize = 64;
 /// How often the stop flag is looked at when idle.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -63,8 +63,16 @@ pub fn apply_defaults(r: &mut Record, d: &Defaults) {
 }
 
 impl Pipeline {
+    fn handle_batch(&mut self, batch: Vec<Envelope>) {
+        self.counters
+            .queue_depth
+            .fetch_sub(batch.len() as u64, Relaxed);
+        for e in batch {
+            self.handle(e);
+        }
+    }
+
     fn handle(&mut self, e: Envelope) {
-        self.counters.queue_depth.fetch_sub(1, Relaxed);
         let Envelope { mut record, host } = e;
         apply_defaults(&mut record, &self.defaults);
         if let Some(agg) = self.aggregator.as_mut() {
@@ -114,7 +122,7 @@ impl Pipeline {
         now
     }
 
-    pub fn run(mut self, rx: Receiver<Envelope>) {
+    pub fn run(mut self, rx: Receiver<Vec<Envelope>>) {
         let start = Instant::now();
         let mut next_flush = start + self.flush_interval;
         let mut next_metrics = start + self.metrics_interval;
@@ -131,11 +139,11 @@ impl Pipeline {
             let next = next_flush.min(next_metrics).min(next_report);
             let wait = next.saturating_duration_since(now).min(TICK);
             match rx.recv_timeout(wait) {
-                Ok(e) => {
-                    self.handle(e);
+                Ok(batch) => {
+                    self.handle_batch(batch);
                     for _ in 0..BURST {
                         match rx.try_recv() {
-                            Ok(e) => self.handle(e),
+                            Ok(batch) => self.handle_batch(batch),
                             Err(_) => break,
                         }
                     }
@@ -170,8 +178,8 @@ impl Pipeline {
             }
         }
         // Whatever the inputs handed on is flushed too.
-        while let Ok(e) = rx.try_recv() {
-            self.handle(e);
+        while let Ok(batch) = rx.try_recv() {
+            self.handle_batch(batch);
         }
         drop(rx);
         self.flush_traces();

@@ -463,13 +463,12 @@ fn run(mut follower: Follower, state: &Path, queue: &Queue) {
         }
         let result = follower.poll(&mut sink);
         // Records first, then the position that covers them.
-        for e in sink.records.drain(..) {
-            if !queue.push_wait(Source::Follow, e, &sys::stop_requested) {
-                // Stopping with records not handed on: keep the last saved
-                // position so the next run reads them again.
-                info!("follow {shown}: stopped");
-                return;
-            }
+        let records = std::mem::take(&mut sink.records);
+        if !queue.push_wait(Source::Follow, records, &sys::stop_requested) {
+            // Stopping with records not handed on: keep the last saved
+            // position so the next run reads them again.
+            info!("follow {shown}: stopped");
+            return;
         }
         match result {
             Ok(Poll::Data(_)) => {

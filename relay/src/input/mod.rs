@@ -52,61 +52,103 @@ impl Envelope {
 }
 
 /// The input side of the bounded queue, with the counting every input does.
+/// Inputs hand on what one read produced as one batch (fewer wake-ups of the
+/// pipeline); the bound is in records, kept with the `queue_depth` gauge.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    tx: SyncSender<Envelope>,
+    tx: SyncSender<Vec<Envelope>>,
+    capacity: usize,
     counters: Arc<Counters>,
 }
 
 impl Queue {
-    pub fn new(capacity: usize, counters: Arc<Counters>) -> (Self, Receiver<Envelope>) {
+    pub fn new(capacity: usize, counters: Arc<Counters>) -> (Self, Receiver<Vec<Envelope>>) {
+        // Every batch holds at least one record and at most `capacity`
+        // records are queued, so the channel itself never fills first.
         let (tx, rx) = sync_channel(capacity);
-        (Self { tx, counters }, rx)
+        (
+            Self {
+                tx,
+                capacity,
+                counters,
+            },
+            rx,
+        )
     }
 
     pub fn malformed(&self, source: Source) {
         Counters::add(&self.counters.input(source).malformed, 1);
     }
 
-    /// Hands a record on without waiting; when the queue is full the record
-    /// is dropped and counted. False when it was not taken.
-    pub fn offer(&self, source: Source, e: Envelope) -> bool {
-        let c = self.counters.input(source);
-        Counters::add(&c.received, 1);
-        self.counters.queue_depth.fetch_add(1, Relaxed);
-        match self.tx.try_send(e) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.counters.queue_depth.fetch_sub(1, Relaxed);
-                Counters::add(&c.queue_full, 1);
-                false
+    /// Reserves room for up to `n` records; returns how many fit.
+    fn reserve(&self, n: usize) -> usize {
+        let depth = &self.counters.queue_depth;
+        let mut cur = depth.load(Relaxed);
+        loop {
+            let room = (self.capacity as u64).saturating_sub(cur);
+            let take = room.min(n as u64);
+            if take == 0 {
+                return 0;
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.counters.queue_depth.fetch_sub(1, Relaxed);
+            match depth.compare_exchange_weak(cur, cur + take, Relaxed, Relaxed) {
+                Ok(_) => return take as usize,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn send(&self, batch: Vec<Envelope>) -> bool {
+        let n = batch.len() as u64;
+        match self.tx.try_send(batch) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.queue_depth.fetch_sub(n, Relaxed);
                 false
             }
         }
     }
 
-    /// Hands a record on, waiting while the queue is full, unless `stop()`
-    /// turns true first (then false: the record was not taken).
-    pub fn push_wait(&self, source: Source, e: Envelope, stop: &dyn Fn() -> bool) -> bool {
-        Counters::add(&self.counters.input(source).received, 1);
-        self.counters.queue_depth.fetch_add(1, Relaxed);
-        let mut e = e;
-        loop {
-            match self.tx.try_send(e) {
-                Ok(()) => return true,
-                Err(TrySendError::Full(back)) if !stop() => {
-                    e = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(_) => {
-                    self.counters.queue_depth.fetch_sub(1, Relaxed);
+    /// Hands records on without waiting; what does not fit in the queue is
+    /// dropped (the newest) and counted. Returns how many were taken.
+    pub fn offer(&self, source: Source, mut batch: Vec<Envelope>) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        let c = self.counters.input(source);
+        Counters::add(&c.received, batch.len() as u64);
+        let fit = self.reserve(batch.len());
+        let dropped = batch.len() - fit;
+        batch.truncate(fit);
+        let taken = if fit > 0 && self.send(batch) { fit } else { 0 };
+        Counters::add(&c.queue_full, (dropped + fit - taken) as u64);
+        taken
+    }
+
+    /// Hands records on, waiting while the queue is full, unless `stop()`
+    /// turns true first. Returns false if some were not taken.
+    pub fn push_wait(
+        &self,
+        source: Source,
+        mut batch: Vec<Envelope>,
+        stop: &dyn Fn() -> bool,
+    ) -> bool {
+        Counters::add(&self.counters.input(source).received, batch.len() as u64);
+        while !batch.is_empty() {
+            let fit = self.reserve(batch.len());
+            if fit == 0 {
+                if stop() {
                     return false;
                 }
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
             }
+            let rest = batch.split_off(fit);
+            if !self.send(batch) {
+                return false;
+            }
+            batch = rest;
         }
+        true
     }
 }
 
@@ -161,28 +203,45 @@ pub(crate) mod tests {
         )
     }
 
-    #[test]
-    fn offer_drops_and_counts_when_full() {
-        let counters = Arc::new(Counters::default());
-        let (q, rx) = Queue::new(2, counters.clone());
-        for _ in 0..3 {
-            q.offer(Source::Pipe, Envelope::bare(record(200)));
-        }
-        let s = counters.snapshot();
-        assert_eq!(s.received[0], 3);
-        assert_eq!(s.queue_full[0], 1);
-        assert_eq!(s.queue_depth, 2);
-        assert!(rx.try_recv().is_ok());
-        assert!(rx.try_recv().is_ok());
-        assert!(rx.try_recv().is_err());
+    fn batch(n: usize) -> Vec<Envelope> {
+        (0..n).map(|_| Envelope::bare(record(200))).collect()
     }
 
     #[test]
-    fn push_wait_gives_up_on_stop() {
+    fn offer_keeps_the_bound_in_records_and_counts_drops() {
         let counters = Arc::new(Counters::default());
-        let (q, _rx) = Queue::new(1, counters.clone());
-        assert!(q.push_wait(Source::Follow, Envelope::bare(record(200)), &|| false));
-        assert!(!q.push_wait(Source::Follow, Envelope::bare(record(200)), &|| true));
-        assert_eq!(counters.snapshot().queue_depth, 1);
+        let (q, rx) = Queue::new(5, counters.clone());
+        assert_eq!(q.offer(Source::Pipe, batch(3)), 3);
+        assert_eq!(q.offer(Source::Pipe, batch(3)), 2);
+        assert_eq!(q.offer(Source::Pipe, batch(1)), 0);
+        assert_eq!(q.offer(Source::Pipe, Vec::new()), 0);
+        let s = counters.snapshot();
+        assert_eq!(s.received[0], 7);
+        assert_eq!(s.queue_full[0], 2);
+        assert_eq!(s.queue_depth, 5);
+        let sizes: Vec<usize> = rx.try_iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![3, 2]);
+    }
+
+    #[test]
+    fn push_wait_splits_and_gives_up_on_stop() {
+        let counters = Arc::new(Counters::default());
+        let (q, rx) = Queue::new(2, counters.clone());
+        assert!(q.push_wait(Source::Follow, batch(2), &|| false));
+        assert!(!q.push_wait(Source::Follow, batch(1), &|| true));
+        assert_eq!(counters.snapshot().queue_depth, 2);
+        // A batch larger than the queue goes in pieces as room appears.
+        let counters = Arc::new(Counters::default());
+        let (q, rx2) = Queue::new(2, counters.clone());
+        let h = std::thread::spawn(move || q.push_wait(Source::Follow, batch(5), &|| false));
+        let mut got = 0;
+        while got < 5 {
+            if let Ok(b) = rx2.recv_timeout(Duration::from_secs(5)) {
+                got += b.len();
+                counters.queue_depth.fetch_sub(b.len() as u64, Relaxed);
+            }
+        }
+        assert!(h.join().expect("thread"));
+        drop(rx);
     }
 }

@@ -82,17 +82,19 @@ fn run(mut file: File, queue: &Queue, shown: &str) {
         }
         match file.read(&mut buf) {
             Ok(0) => std::thread::sleep(Duration::from_millis(10)),
-            Ok(n) => frames.feed(&buf[..n], |r| match r {
-                Ok(record) => {
-                    queue.offer(Source::Pipe, Envelope::bare(record));
-                }
-                Err(e) => {
-                    queue.malformed(Source::Pipe);
-                    if let Some(h) = throttle.allow() {
-                        warn!("pipe {shown}: skipped bad input: {e}{}", held(h));
+            Ok(n) => {
+                let mut batch = Vec::with_capacity(n / 128);
+                frames.feed(&buf[..n], |r| match r {
+                    Ok(record) => batch.push(Envelope::bare(record)),
+                    Err(e) => {
+                        queue.malformed(Source::Pipe);
+                        if let Some(h) = throttle.allow() {
+                            warn!("pipe {shown}: skipped bad input: {e}{}", held(h));
+                        }
                     }
-                }
-            }),
+                });
+                queue.offer(Source::Pipe, batch);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 error!("pipe {shown}: read: {e}");

@@ -3,7 +3,7 @@
 //! stdout byte for byte, so the relay can sit in the log pipeline.
 
 use super::lines::{LineSink, LineSplitter, Parsed, is_ours, parse_line};
-use super::{Queue, Source};
+use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
 use std::io::{self, Read, Write};
 use std::thread::JoinHandle;
@@ -49,6 +49,8 @@ pub fn run<W: Write>(input: &mut impl Read, sink: &mut Passthrough<W>, max_line:
 
 pub struct Passthrough<W: Write> {
     queue: Queue,
+    /// Records of the current read, handed on together.
+    batch: Vec<Envelope>,
     echo: bool,
     out: W,
     /// The current over-long line is the plugin's (skip it) or not (copy it).
@@ -61,6 +63,7 @@ impl<W: Write> Passthrough<W> {
     pub fn new(queue: Queue, echo: bool, out: W) -> Self {
         Self {
             queue,
+            batch: Vec::new(),
             echo,
             out,
             long_ours: false,
@@ -79,7 +82,12 @@ impl<W: Write> Passthrough<W> {
         }
     }
 
+    /// Hands on the records read so far and flushes stdout.
     fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            self.queue
+                .offer(Source::Stdin, std::mem::take(&mut self.batch));
+        }
         if !self.broken && self.out.flush().is_err() {
             self.broken = true;
             warn!("stdout closed; log lines are no longer copied through");
@@ -105,7 +113,7 @@ impl<W: Write> LineSink for Passthrough<W> {
         match parse_line(line) {
             Parsed::Other => self.write(line),
             Parsed::Record(e) => {
-                self.queue.offer(Source::Stdin, *e);
+                self.batch.push(*e);
                 if self.echo {
                     self.write(line);
                 }
@@ -167,7 +175,7 @@ mod tests {
         }
         run(&mut Slow(input), &mut sink, max);
         let out = sink.into_inner();
-        let statuses = rx.try_iter().map(|e| e.record.status).collect();
+        let statuses = rx.try_iter().flatten().map(|e| e.record.status).collect();
         (out, statuses, counters)
     }
 

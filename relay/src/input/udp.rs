@@ -18,7 +18,7 @@ pub fn bind(addr: &str) -> Result<UdpSocket, String> {
     if let Err(e) = sys::set_recv_buffer(&sock, RECV_BUFFER) {
         warn!("udp {addr}: cannot enlarge the receive buffer: {e}");
     }
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
+    sock.set_nonblocking(true)
         .map_err(|e| format!("--udp: {e}"))?;
     Ok(sock)
 }
@@ -35,39 +35,50 @@ pub fn start(addr: &str, queue: Queue) -> Result<JoinHandle<()>, String> {
         .map_err(|e| format!("--udp: cannot start thread: {e}"))
 }
 
+/// Datagrams read in one go before they are handed on together.
+const MAX_BATCH: usize = 512;
+
 fn run(sock: &UdpSocket, queue: &Queue, shown: &str) {
     let mut buf = vec![0u8; 65_536];
     let mut throttle = Throttle::new(Duration::from_secs(10));
     while !sys::stop_requested() {
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => match binary::decode(&buf[..n]) {
-                Ok(r) => {
-                    queue.offer(Source::Udp, Envelope::bare(r));
-                }
-                Err(e) => {
-                    queue.malformed(Source::Udp);
-                    if let Some(h) = throttle.allow() {
-                        warn!(
-                            "udp {shown}: skipped a {n}-byte datagram from {from}: {e}{}",
-                            held(h)
-                        );
-                    }
-                }
-            },
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+        match sys::wait_readable(sock, Duration::from_millis(200)) {
+            Ok(true) => {}
+            Ok(false) => continue,
             Err(e) => {
                 if let Some(h) = throttle.allow() {
-                    error!("udp {shown}: {e}{}", held(h));
+                    error!("udp {shown}: poll: {e}{}", held(h));
                 }
                 std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
         }
+        let mut batch = Vec::new();
+        for _ in 0..MAX_BATCH {
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => match binary::decode(&buf[..n]) {
+                    Ok(r) => batch.push(Envelope::bare(r)),
+                    Err(e) => {
+                        queue.malformed(Source::Udp);
+                        if let Some(h) = throttle.allow() {
+                            warn!(
+                                "udp {shown}: skipped a {n}-byte datagram from {from}: {e}{}",
+                                held(h)
+                            );
+                        }
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if let Some(h) = throttle.allow() {
+                        error!("udp {shown}: {e}{}", held(h));
+                    }
+                    break;
+                }
+            }
+        }
+        queue.offer(Source::Udp, batch);
     }
     info!("udp {shown}: stopped");
 }
@@ -95,9 +106,12 @@ mod tests {
         tx.send_to(&binary::encode(&record(503)).expect("frame"), addr)
             .expect("send");
         let h = std::thread::spawn(move || run(&sock, &q, "test"));
-        let first = rx.recv_timeout(Duration::from_secs(5)).expect("first");
-        let second = rx.recv_timeout(Duration::from_secs(5)).expect("second");
-        assert_eq!((first.record.status, second.record.status), (200, 503));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let batch = rx.recv_timeout(Duration::from_secs(5)).expect("records");
+            got.extend(batch.into_iter().map(|e| e.record.status));
+        }
+        assert_eq!(got, vec![200, 503]);
         assert_eq!(counters.snapshot().malformed[Source::Udp as usize], 2);
         // The global stop flag is shared by all tests: leave the thread be.
         drop(h);
