@@ -90,7 +90,11 @@ fn run(s: settings::Settings) -> Result<(), String> {
     let counters = Arc::new(Counters::default());
 
     let traces = if s.traces {
-        let buffer = Arc::new(SpanBuffer::new(s.max_buffered_spans, counters.clone()));
+        let buffer = Arc::new(SpanBuffer::new(
+            s.max_buffered_spans,
+            s.max_buffered_bytes,
+            counters.clone(),
+        ));
         let sender = Sender {
             client: Client::new(s.agent.clone(), s.connect_timeout, s.request_timeout),
             agent: s.agent.to_string(),

@@ -79,6 +79,7 @@ pub struct Settings {
     pub batch_spans: usize,
     pub batch_bytes: usize,
     pub max_buffered_spans: usize,
+    pub max_buffered_bytes: usize,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -115,6 +116,7 @@ impl Default for Settings {
             batch_spans: 1000,
             batch_bytes: 2_000_000,
             max_buffered_spans: 100_000,
+            max_buffered_bytes: 16 << 20,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
@@ -192,8 +194,11 @@ TRACES:
     --batch-spans N         Send a payload when it holds N spans (default 1000).
     --batch-bytes N         ... or N bytes of msgpack (default 2000000).
     --max-buffered-spans N  Spans held while the agent is down or slow
-                            (default 100000, about 45 MB); beyond it the oldest
-                            are dropped and counted.
+                            (default 100000) ...
+    --max-buffered-bytes N  ... and bytes of msgpack held (default 16777216,
+                            16 MiB, about 30000 spans of ~550 bytes), whichever
+                            is reached first; beyond it the oldest payloads are
+                            dropped and counted.
     --connect-timeout DUR   Agent connect timeout (default 2s).
     --request-timeout DUR   Agent read/write inactivity timeout (default 10s).
     --shutdown-timeout DUR  On SIGTERM/SIGINT: time to flush what is held
@@ -315,6 +320,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             "--batch-spans" => s.batch_spans = count(flag, &value()?, 1)?,
             "--batch-bytes" => s.batch_bytes = count(flag, &value()?, 4096)?,
             "--max-buffered-spans" => s.max_buffered_spans = count(flag, &value()?, 1)?,
+            "--max-buffered-bytes" => s.max_buffered_bytes = count(flag, &value()?, 4096)?,
             "--connect-timeout" => s.connect_timeout = duration(flag, &value()?)?,
             "--request-timeout" => s.request_timeout = duration(flag, &value()?)?,
             "--shutdown-timeout" => s.shutdown_timeout = duration(flag, &value()?)?,
@@ -385,6 +391,12 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         if d < Duration::from_millis(10) {
             return Err(format!("{flag}: {d:?} is too short (at least 10ms)"));
         }
+    }
+    if s.max_buffered_bytes < s.batch_bytes {
+        return Err(format!(
+            "--max-buffered-bytes: {} is smaller than --batch-bytes {}",
+            s.max_buffered_bytes, s.batch_bytes
+        ));
     }
     if s.max_buffered_spans < s.batch_spans {
         return Err(format!(
@@ -612,6 +624,8 @@ mod tests {
                 "1_000_000",
                 "--max-buffered-spans",
                 "20",
+                "--max-buffered-bytes",
+                "2000000",
                 "--connect-timeout",
                 "1s",
                 "--request-timeout",
@@ -657,6 +671,7 @@ mod tests {
         assert_eq!(s.flush_interval, Duration::from_millis(250));
         assert_eq!((s.batch_spans, s.batch_bytes), (10, 1_000_000));
         assert_eq!(s.max_buffered_spans, 20);
+        assert_eq!(s.max_buffered_bytes, 2_000_000);
         assert_eq!(s.connect_timeout, Duration::from_secs(1));
         assert_eq!(s.request_timeout, Duration::from_secs(3));
         assert_eq!(s.shutdown_timeout, Duration::from_secs(60));
@@ -772,6 +787,10 @@ mod tests {
         assert_eq!(
             err(&["--stdin", "--max-buffered-spans", "10"]),
             "--max-buffered-spans: 10 is smaller than --batch-spans 1000"
+        );
+        assert_eq!(
+            err(&["--stdin", "--max-buffered-bytes", "100000"]),
+            "--max-buffered-bytes: 100000 is smaller than --batch-bytes 2000000"
         );
         assert_eq!(
             err(&["--stdin", "--metrics-prefix", "9x"]),

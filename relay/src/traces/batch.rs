@@ -49,29 +49,34 @@ struct Inner {
     queue: VecDeque<Payload>,
     /// Spans in `queue`.
     queued: usize,
+    /// Bytes of the payloads in `queue`.
+    queued_bytes: usize,
     /// Spans the sender holds (being sent or waiting to retry).
     in_flight: usize,
     /// Set when the relay stops: deliver until then, drop after.
     deadline: Option<Instant>,
 }
 
-/// Payloads waiting for the sender, at most `cap` spans (plus the one
-/// payload in flight). When full, the OLDEST payloads are dropped: fresh
-/// spans matter more, and the agent may refuse very old ones anyway.
+/// Payloads waiting for the sender: at most `cap` spans and `cap_bytes`
+/// bytes of msgpack (plus the one payload in flight), whichever is reached
+/// first. When full, the OLDEST payloads are dropped: fresh spans matter
+/// more, and the agent may refuse very old ones anyway.
 #[derive(Debug)]
 pub struct SpanBuffer {
     inner: Mutex<Inner>,
     ready: Condvar,
     cap: usize,
+    cap_bytes: usize,
     counters: Arc<Counters>,
 }
 
 impl SpanBuffer {
-    pub fn new(cap: usize, counters: Arc<Counters>) -> Self {
+    pub fn new(cap: usize, cap_bytes: usize, counters: Arc<Counters>) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             ready: Condvar::new(),
             cap,
+            cap_bytes,
             counters,
         }
     }
@@ -89,12 +94,15 @@ impl SpanBuffer {
     pub fn push(&self, p: Payload) {
         let mut inner = self.lock();
         inner.queued += p.traces;
+        inner.queued_bytes += p.body.len();
         inner.queue.push_back(p);
-        if inner.queued > self.cap {
+        let over = |i: &Inner| i.queued > self.cap || i.queued_bytes > self.cap_bytes;
+        if over(&inner) {
             Counters::add(&self.counters.buffer_cap_hits, 1);
-            while inner.queued > self.cap && inner.queue.len() > 1 {
+            while over(&inner) && inner.queue.len() > 1 {
                 if let Some(old) = inner.queue.pop_front() {
                     inner.queued -= old.traces;
+                    inner.queued_bytes -= old.body.len();
                     Counters::add(&self.counters.dropped_buffer_full, old.traces as u64);
                 }
             }
@@ -114,6 +122,7 @@ impl SpanBuffer {
                     let left = inner.queued;
                     inner.queue.clear();
                     inner.queued = 0;
+                    inner.queued_bytes = 0;
                     Counters::add(&self.counters.dropped_shutdown, left as u64);
                     self.publish(&inner);
                     return None;
@@ -121,6 +130,7 @@ impl SpanBuffer {
             }
             if let Some(p) = inner.queue.pop_front() {
                 inner.queued -= p.traces;
+                inner.queued_bytes -= p.body.len();
                 inner.in_flight = p.traces;
                 self.publish(&inner);
                 return Some(p);
@@ -216,7 +226,7 @@ mod tests {
     #[test]
     fn buffer_drops_oldest_and_counts_exactly() {
         let c = Arc::new(Counters::default());
-        let b = SpanBuffer::new(10, c.clone());
+        let b = SpanBuffer::new(10, 1 << 20, c.clone());
         b.push(payload(4));
         b.push(payload(4));
         b.push(payload(4)); // 12 > 10: the first 4 go
@@ -231,9 +241,22 @@ mod tests {
     }
 
     #[test]
+    fn buffer_is_bounded_in_bytes_too() {
+        let c = Arc::new(Counters::default());
+        let b = SpanBuffer::new(1000, 10, c.clone());
+        b.push(payload(4)); // 4 bytes
+        b.push(payload(5)); // 9
+        b.push(payload(3)); // 12 > 10: the first goes
+        assert_eq!(c.snapshot().dropped_buffer_full, 4);
+        b.push(payload(20)); // alone over the cap: everything older goes, it stays
+        assert_eq!(c.snapshot().dropped_buffer_full, 12);
+        assert_eq!(b.spans(), 20);
+    }
+
+    #[test]
     fn close_delivers_until_the_deadline_then_drops() {
         let c = Arc::new(Counters::default());
-        let b = SpanBuffer::new(100, c.clone());
+        let b = SpanBuffer::new(100, 1 << 20, c.clone());
         b.push(payload(3));
         b.close(Instant::now() + Duration::from_secs(60));
         assert_eq!(b.pop().map(|p| p.traces), Some(3));
@@ -248,7 +271,7 @@ mod tests {
     #[test]
     fn pop_waits_for_a_push() {
         let c = Arc::new(Counters::default());
-        let b = Arc::new(SpanBuffer::new(100, c));
+        let b = Arc::new(SpanBuffer::new(100, 1 << 20, c));
         let b2 = b.clone();
         let h = std::thread::spawn(move || b2.pop().map(|p| p.traces));
         std::thread::sleep(Duration::from_millis(50));
