@@ -10,7 +10,8 @@
 //! - frames: binary frames (one write per frame, so a FIFO gets them whole)
 //!
 //! `--interleave N` adds N foreign Traefik log lines after each record line.
-//! `--udp` sends each frame as one datagram.
+//! `--udp` sends each frame as one datagram. `--rate R` paces the output at R
+//! records per second (in 1 ms steps).
 
 use std::io::{self, Write};
 use std::net::UdpSocket;
@@ -76,6 +77,19 @@ fn record(i: u64, hosts: u64, seed: u64) -> Record {
     Record::complete(facts, end, status, StatusSource::Buffered, ctx, &cfg)
 }
 
+/// Sleeps so that record `i` goes out no earlier than `i / rate` seconds
+/// after `start`.
+fn pace(start: std::time::Instant, i: u64, rate: u64) {
+    if rate == 0 || i % (rate / 1000).max(1) != 0 {
+        return;
+    }
+    let due = start + std::time::Duration::from_secs_f64(i as f64 / rate as f64);
+    let now = std::time::Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
+    }
+}
+
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut format = "json".to_owned();
@@ -85,6 +99,7 @@ fn main() -> io::Result<()> {
     let mut udp: Option<String> = None;
     let mut interleave = 0u64;
     let mut seed = 0u64;
+    let mut rate = 0u64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut v = || it.next().cloned().unwrap_or_default();
@@ -96,6 +111,7 @@ fn main() -> io::Result<()> {
             "--udp" => udp = Some(v()),
             "--interleave" => interleave = v().parse().unwrap_or(0),
             "--seed" => seed = v().parse().unwrap_or(0),
+            "--rate" => rate = v().parse().unwrap_or(0),
             other => {
                 eprintln!("gen-records: unknown argument {other}");
                 std::process::exit(2);
@@ -104,7 +120,9 @@ fn main() -> io::Result<()> {
     }
     if let Some(addr) = udp {
         let s = UdpSocket::bind("127.0.0.1:0")?;
+        let start = std::time::Instant::now();
         for i in 0..count {
+            pace(start, i, rate);
             if let Ok(f) = binary::encode(&record(i, hosts, seed)) {
                 s.send_to(&f, &addr)?;
             }
@@ -121,7 +139,9 @@ fn main() -> io::Result<()> {
         None => Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock())),
     };
     let foreign = r#"{"level":"debug","providerName":"file","time":"2026-11-25T14:41:10Z","message":"Configuration received"}"#;
+    let start = std::time::Instant::now();
     for i in 0..count {
+        pace(start, i, rate);
         let r = record(i, hosts, seed);
         match format.as_str() {
             "frames" => {

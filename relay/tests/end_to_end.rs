@@ -1,0 +1,279 @@
+//! The relay binary end to end, with exact expectations: Traefik log lines
+//! on stdin → the exact spans at a fake agent, the exact DogStatsD datagram,
+//! the exact passthrough on stdout, exit 0 at end of input.
+
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use tdp_core::config::Config;
+use tdp_core::dogstatsd::{Aggregator, DEFAULT_MAX_SAMPLES, Packer, UDP_MAX_DATAGRAM};
+use tdp_core::fallback;
+use tdp_core::ids::TraceId;
+use tdp_core::record::{Record, SpanContext, StatusSource};
+use tdp_core::request::RequestFacts;
+use tdp_core::sampling::Decision;
+use tdp_core::span::{HostFields, Span};
+
+fn record(i: u64, status: u16, priority: i8) -> Record {
+    let facts = RequestFacts {
+        start_ns: 1_795_617_227_123_456_000 + i as i64,
+        host: format!("h{}.example", i % 2),
+        method: "GET".into(),
+        path: format!("/r/{i}"),
+        scheme: "https".into(),
+        protocol: "HTTP/1.1".into(),
+        client_addr: "10.1.2.3:55555".into(),
+        user_agent: "curl/8.5".into(),
+    };
+    let ctx = SpanContext {
+        trace_id: TraceId {
+            high: 0x6b0e_a0cb_0000_0000,
+            low: 1000 + i,
+        },
+        span_id: 2000 + i,
+        parent_id: 0,
+        sampling: Decision {
+            priority,
+            mechanism: 0,
+            rate: 1.0,
+        },
+    };
+    let cfg = Config {
+        service: "edge".into(),
+        env: String::new(), // filled by --env
+        version: "1.2.3".into(),
+        ..Config::default()
+    };
+    Record::complete(
+        facts,
+        1_795_617_227_123_456_000 + i as i64 + 5_000_000,
+        status,
+        StatusSource::Buffered,
+        ctx,
+        &cfg,
+    )
+}
+
+/// A fake agent: answers every PUT with rate_by_service and sends the
+/// bodies it got.
+fn agent() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().expect("clone");
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut head = String::new();
+                    let mut len = 0;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.strip_prefix("Content-Length: ") {
+                            len = v.trim().parse().expect("length");
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    r.read_exact(&mut body).expect("body");
+                    let _ = tx.send((head, body));
+                    let answer = r#"{"rate_by_service":{"service:,env:":1}}"#;
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
+    let (agent_port, bodies) = agent();
+    let statsd = UdpSocket::bind("127.0.0.1:0").expect("statsd");
+    statsd
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let statsd_port = statsd.local_addr().expect("addr").port();
+
+    let records: Vec<Record> = vec![
+        record(0, 200, 1),
+        record(1, 503, 0),
+        record(2, 404, -1),
+        record(3, 200, 1),
+    ];
+    let mut input = Vec::new();
+    let mut passthrough = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let line = fallback::encode(r);
+        if i % 2 == 0 {
+            let message = serde_json::to_string(&line).expect("json string");
+            input.extend(format!(
+                "{{\"level\":\"info\",\"entryPointName\":\"web\",\"routerName\":\"r{i}@file\",\"middlewareName\":\"dd@file\",\"middlewareType\":\"wasm\",\"time\":\"2026-11-25T14:41:10Z\",\"message\":{message}}}\n"
+            ).bytes());
+        } else {
+            input.extend(
+                format!(
+                    "\x1b[90m2026-11-25T14:41:10Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m{line}\x1b[0m \x1b[36mentryPointName=\x1b[0mwebsecure \x1b[36mrouterName=\x1b[0mr{i}@docker\n"
+                )
+                .bytes(),
+            );
+        }
+        let other = format!("{{\"level\":\"info\",\"time\":\"x\",\"message\":\"other {i}\"}}\n");
+        input.extend(other.bytes());
+        passthrough.extend(other.bytes());
+    }
+    input.extend(b"\xffnot utf-8 and no newline at the end");
+    passthrough.extend(b"\xffnot utf-8 and no newline at the end");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_traefik-datadog-relay"))
+        .args([
+            "--stdin",
+            "--agent-url",
+            &format!("http://127.0.0.1:{agent_port}"),
+            "--dogstatsd-url",
+            &format!("udp://127.0.0.1:{statsd_port}"),
+            "--metrics-interval",
+            "10s",
+            "--no-telemetry",
+            "--env",
+            "prod",
+        ])
+        .env_remove("DD_AGENT_HOST")
+        .env_remove("DD_TRACE_AGENT_URL")
+        .env_remove("DD_DOGSTATSD_URL")
+        .env_remove("DD_ENV")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("relay runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&input).expect("write");
+    drop(stdin); // end of input: the relay flushes and exits
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        out.stdout, passthrough,
+        "stdout is every other line, byte for byte"
+    );
+    assert!(
+        stderr.contains("stdin.received=4 stdin.malformed=0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("spans_sent=4 spans_dropped=0"), "{stderr}");
+
+    // Spans: one trace per record, in order, every tag from span.rs.
+    let (head, body) = bodies
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a payload");
+    assert!(head.starts_with("PUT /v0.4/traces HTTP/1.1\r\n"), "{head}");
+    for h in [
+        "Content-Type: application/msgpack\r\n",
+        "X-Datadog-Trace-Count: 4\r\n",
+        "Datadog-Meta-Lang: rust\r\n",
+        "Datadog-Meta-Tracer-Version: 0.1.0\r\n",
+        "Datadog-Send-Real-Http-Status: yes\r\n",
+    ] {
+        assert!(head.contains(h), "{h} missing in {head}");
+    }
+    let traces: Vec<Vec<Span>> = rmp_serde::from_slice(&body).expect("v0.4 body");
+    let expected: Vec<Vec<Span>> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r.env = "prod".into();
+            let host = if i % 2 == 0 {
+                HostFields {
+                    router_name: format!("r{i}@file"),
+                    entrypoint_name: "web".into(),
+                }
+            } else {
+                HostFields {
+                    router_name: format!("r{i}@docker"),
+                    entrypoint_name: "websecure".into(),
+                }
+            };
+            vec![Span::from_record_with(&r, &host)]
+        })
+        .collect();
+    assert_eq!(traces, expected);
+
+    // Metrics: exactly what the core aggregator makes of the same records.
+    let mut agg = Aggregator::new("traefik_datadog", DEFAULT_MAX_SAMPLES);
+    for r in &records {
+        let mut r = r.clone();
+        r.env = "prod".into();
+        agg.add(&r);
+    }
+    let mut packer = Packer::new(UDP_MAX_DATAGRAM);
+    agg.flush(&mut packer);
+    let want = packer.take();
+    assert_eq!(want.len(), 1);
+    let mut buf = [0u8; 65_536];
+    let n = statsd.recv(&mut buf).expect("a datagram");
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]),
+        String::from_utf8_lossy(&want[0])
+    );
+    assert!(
+        String::from_utf8_lossy(&want[0]).contains(
+            "traefik_datadog.request.hits:1|c|#env:prod,service:edge,version:1.2.3,resource:h1.example,http.method:GET,http.status_code:503,http.status_class:5xx\n"
+        )
+    );
+}
+
+#[test]
+fn bad_flags_are_named_and_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_traefik-datadog-relay"))
+        .args(["--stdin", "--flush-interval", "soon"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--flush-interval: \"soon\" is not a duration like 500ms, 2s, 1m; see --help"),
+        "{err}"
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_traefik-datadog-relay"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--pipe",
+        "--stdin",
+        "--follow",
+        "--state",
+        "--udp",
+        "--agent-url",
+        "--dogstatsd-url",
+        "DD_AGENT_HOST",
+        "DD_TRACE_AGENT_URL",
+        "DD_DOGSTATSD_URL",
+        "DD_ENV",
+        "DD_SERVICE",
+        "DD_VERSION",
+    ] {
+        assert!(text.contains(flag), "--help does not explain {flag}");
+    }
+}
