@@ -163,25 +163,26 @@ impl SpanBuffer {
         self.lock().deadline
     }
 
-    /// Sleeps up to `d` (a retry backoff), less if closing makes the
-    /// deadline nearer. Returns false when the deadline has passed.
+    /// Sleeps `d` (a retry backoff), less if closing makes the deadline
+    /// nearer; new payloads arriving do not cut it short. Returns false when
+    /// the deadline has passed.
     pub fn backoff(&self, d: Duration) -> bool {
-        let inner = self.lock();
-        let until = match inner.deadline {
-            Some(dl) => (Instant::now() + d).min(dl),
-            None => Instant::now() + d,
-        };
-        let now = Instant::now();
-        if until > now {
-            // Woken early by close(): the deadline is re-read below.
-            let _ = self
+        let wanted = Instant::now() + d;
+        let mut inner = self.lock();
+        loop {
+            let until = inner.deadline.map_or(wanted, |dl| wanted.min(dl));
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            // Woken by push() or close(): the deadline is re-read above.
+            inner = self
                 .ready
                 .wait_timeout(inner, until - now)
-                .unwrap_or_else(PoisonError::into_inner);
-        } else {
-            drop(inner);
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        self.deadline().is_none_or(|dl| Instant::now() < dl)
+        inner.deadline.is_none_or(|dl| Instant::now() < dl)
     }
 
     pub fn spans(&self) -> usize {
@@ -266,6 +267,28 @@ mod tests {
         assert_eq!(b.pop(), None);
         assert_eq!(c.snapshot().dropped_shutdown, 5);
         assert!(!b.backoff(Duration::from_secs(10)), "deadline passed");
+    }
+
+    #[test]
+    fn backoff_is_not_cut_short_by_pushes_but_by_close() {
+        let c = Arc::new(Counters::default());
+        let b = Arc::new(SpanBuffer::new(100, 1 << 20, c));
+        let b2 = b.clone();
+        let t = Instant::now();
+        let h = std::thread::spawn(move || b2.backoff(Duration::from_millis(300)));
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(20));
+            b.push(payload(1));
+        }
+        assert!(h.join().expect("thread"));
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        let b3 = b.clone();
+        let t = Instant::now();
+        let h = std::thread::spawn(move || b3.backoff(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(50));
+        b.close(Instant::now() + Duration::from_millis(100));
+        assert!(!h.join().expect("thread"), "deadline passed while waiting");
+        assert!(t.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
