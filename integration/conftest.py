@@ -43,6 +43,7 @@ def _make_factory(base: Path, backend: Backend, binary: str, started: list[Traef
         log_format: str = "json",
         no_color: bool = False,
         timeout: float = 30.0,
+        **extra: Any,
     ) -> Traefik:
         """Starts Traefik and waits until every route reaches the backend.
 
@@ -62,6 +63,7 @@ def _make_factory(base: Path, backend: Backend, binary: str, started: list[Traef
             log_format=log_format,
             no_color=no_color,
             binary=binary,
+            **extra,
         )
         started.append(t)
         return t.start(timeout=timeout)

@@ -132,6 +132,8 @@ class Traefik:
         log_format: str = "json",
         no_color: bool = False,
         binary: str | None = None,
+        mounts: list[str] | None = None,
+        pipe_output: bool = False,
     ):
         self.workdir = workdir
         self.backend = backend
@@ -140,6 +142,10 @@ class Traefik:
         self.log_format = log_format
         self.no_color = no_color
         self.binary = binary or find_traefik()
+        # "host dir:guest dir" pairs for the plugin's settings.mounts (pipe mode).
+        self.mounts = list(mounts or [])
+        # Traefik's stdout goes to self.proc.stdout (to feed a relay) instead of log_path.
+        self.pipe_output = pipe_output
         self.ports = {name: free_port() for name in self.routes}
         self.log_path = workdir / "traefik.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -157,7 +163,10 @@ class Traefik:
             "providers": {"file": {"filename": str(self.workdir / "dynamic.yml")}},
         }
         if self.middlewares:
-            cfg["experimental"] = {"localPlugins": {PLUGIN_NAME: {"moduleName": MODULE_NAME}}}
+            plugin: dict[str, Any] = {"moduleName": MODULE_NAME}
+            if self.mounts:
+                plugin["settings"] = {"mounts": self.mounts}
+            cfg["experimental"] = {"localPlugins": {PLUGIN_NAME: plugin}}
         return cfg
 
     def dynamic_config(self) -> dict[str, Any]:
@@ -190,7 +199,7 @@ class Traefik:
         self.proc = subprocess.Popen(
             [self.binary, f"--configfile={self.workdir / 'traefik.yml'}"],
             cwd=self.workdir,
-            stdout=self._log_fh,
+            stdout=subprocess.PIPE if self.pipe_output else self._log_fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,

@@ -109,7 +109,7 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
         # No agent listens on these ports: the relay's cost with a dead
         # agent is the worst case for the proxy it shares cores with.
         procs.append(subprocess.Popen([str(RELAY), "--pipe", str(fifo),
-                                       "--trace-agent-url", f"http://127.0.0.1:{free_port()}",
+                                       "--agent-url", f"http://127.0.0.1:{free_port()}",
                                        "--dogstatsd-url", f"udp://127.0.0.1:{free_port()}"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for _ in range(100):

@@ -1,0 +1,80 @@
+"""The production topology as processes: Traefik + plugin -> (pipe | log) -> relay -> test agent + DogStatsD."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from datadog import Relay, StatsdListener, TestAgent
+from harness import DD_CONFIG, READY_PREFIX, Route, Traefik
+
+FIFO_NAME = "traefik-datadog.fifo"
+GUEST_DIR = "/run/dd"
+
+
+@dataclass
+class Pipeline:
+    agent: TestAgent
+    statsd: StatsdListener
+    relay: Relay
+    traefik: Traefik
+    fifo: Path
+
+    def spans(self, prefix: str = "/load/") -> dict[str, list[dict[str, Any]]]:
+        """Spans the agent accepted, by request path (from http.url), readiness probes left out."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for s in self.agent.spans():
+            url = s.get("meta", {}).get("http.url", "")
+            path = "/" + url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url
+            if path.startswith(prefix):
+                out.setdefault(path, []).append(s)
+        return out
+
+    def wait_spans(self, paths: set[str], timeout: float) -> dict[str, list[dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.spans()
+            if paths <= got.keys() or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
+
+
+def relay_args(agent: TestAgent, statsd: StatsdListener, *inputs: str) -> list[str]:
+    return [*inputs, "--agent-url", agent.url, "--dogstatsd-url", statsd.url]
+
+
+def start_pipe_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *,
+                        plugin: dict[str, Any] | None = None, relay_extra: list[str] | None = None) -> Pipeline:
+    agent = TestAgent(tmp / "agent").start()
+    statsd = StatsdListener()
+    run_dir = tmp / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fifo = run_dir / FIFO_NAME
+    relay = Relay(tmp / "relay", relay_args(agent, statsd, "--pipe", str(fifo)) + list(relay_extra or [])).start()
+    deadline = time.monotonic() + 10
+    while not fifo.exists():
+        assert time.monotonic() < deadline, f"relay did not create {fifo}: {relay.log()}"
+        time.sleep(0.05)
+    conf = {**DD_CONFIG, "mode": "pipe", "pipePath": f"{GUEST_DIR}/{FIFO_NAME}", **(plugin or {})}
+    traefik = traefik_factory(middlewares={"dd": conf}, routes=[Route("web", ["dd"])],
+                              mounts=[f"{run_dir}:{GUEST_DIR}"])
+    return Pipeline(agent, statsd, relay, traefik, fifo)
+
+
+def start_log_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *, log_format: str = "json",
+                       plugin: dict[str, Any] | None = None) -> Pipeline:
+    """Traefik's stdout piped into `relay --stdin`; the relay's stdout (everything else) to a file."""
+    agent = TestAgent(tmp / "agent").start()
+    statsd = StatsdListener()
+    conf = {**DD_CONFIG, "mode": "log", **(plugin or {})}
+    traefik = traefik_factory(middlewares={"dd": conf}, routes=[Route("web", ["dd"])], log_format=log_format,
+                              pipe_output=True)
+    assert traefik.proc is not None and traefik.proc.stdout is not None
+    relay = Relay(tmp / "relay", relay_args(agent, statsd, "--stdin"), stdin=traefik.proc.stdout,
+                  stdout_path=traefik.log_path).start()
+    return Pipeline(agent, statsd, relay, traefik, Path())
+
+
+__all__ = ["Pipeline", "start_pipe_pipeline", "start_log_pipeline", "READY_PREFIX"]
