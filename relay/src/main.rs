@@ -63,6 +63,18 @@ fn main() -> std::process::ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Ok(Command::CheckPluginConfig(json)) => {
+            match tdp_core::config::Config::from_json(json.as_bytes()) {
+                Ok(_) => {
+                    let _ = writeln!(std::io::stdout(), "plugin config ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    let _ = writeln!(std::io::stdout(), "invalid plugin config: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Ok(Command::Run(s)) => match run(*s) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

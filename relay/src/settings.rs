@@ -140,6 +140,9 @@ pub enum Command {
     Run(Box<Settings>),
     Help,
     Version,
+    /// Validate a plugin configuration (the middleware's options as JSON)
+    /// with the plugin's own rules, for CI checks of Middleware manifests.
+    CheckPluginConfig(String),
 }
 
 pub const HELP: &str = "\
@@ -150,6 +153,9 @@ request metrics to DogStatsD, the way ingress-nginx's Datadog tracer did.
 USAGE:
     traefik-datadog-relay [INPUTS] [OPTIONS]
     traefik ... | traefik-datadog-relay --stdin        (Traefik log pipeline)
+    traefik-datadog-relay --check-plugin-config JSON   (validate a Middleware's
+                            plugin options with the plugin's own rules; prints
+                            the problems, exits 1 when there are any)
 
 INPUTS (at least one; any combination, each read by its own thread):
     --pipe PATH             Read binary frames from the FIFO the plugin writes
@@ -278,6 +284,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         match flag {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
+            "--check-plugin-config" => return Ok(Command::CheckPluginConfig(value()?)),
             "--pipe" => s.pipe = Some(path(flag, &value()?)?),
             "--stdin" => {
                 no_value(&inline)?;
@@ -594,6 +601,13 @@ mod tests {
         assert_eq!(
             parse(&args(&["--pipe", "/x", "-V"]), &|_| None),
             Ok(Command::Version)
+        );
+        assert_eq!(
+            parse(
+                &args(&["--check-plugin-config", "{\"service\":\"x\"}"]),
+                &|_| None
+            ),
+            Ok(Command::CheckPluginConfig("{\"service\":\"x\"}".to_owned()))
         );
     }
 
