@@ -140,8 +140,9 @@ mod tests {
 
     #[test]
     fn exact_size_of_the_sample() {
-        // 170 before the three propagation strings, each empty: one byte.
-        assert_eq!(frame(200).len(), 173);
+        // 170 before the three propagation strings, each empty: one byte;
+        // then one for the empty header-tag map.
+        assert_eq!(frame(200).len(), 174);
     }
 
     #[test]
@@ -150,6 +151,8 @@ mod tests {
         r.origin = "synthetics".into();
         r.propagation_error = "decoding_error".into();
         r.propagation_tags = "_dd.p.usr.id=a=b".into();
+        r.header_tags
+            .insert("http.request_id".into(), "abc,def".into());
         assert_eq!(decode(&encode(&r).expect("fits")).expect("decodes"), r);
     }
 
@@ -158,9 +161,9 @@ mod tests {
         // The record array had 24 elements (array16 header `dc 00 18`); the
         // three empty strings at its end are `a0 a0 a0`.
         let new = frame(200);
-        assert_eq!(&new[6..9], &[0xdc, 0x00, 27]);
-        assert_eq!(&new[new.len() - 3..], &[0xa0, 0xa0, 0xa0]);
-        let mut old = new[..new.len() - 3].to_vec();
+        assert_eq!(&new[6..9], &[0xdc, 0x00, 28]);
+        assert_eq!(&new[new.len() - 4..], &[0xa0, 0xa0, 0xa0, 0x80]);
+        let mut old = new[..new.len() - 4].to_vec();
         old[8] = 24;
         let body = (old.len() - HEADER_LEN) as u16;
         old[4..6].copy_from_slice(&body.to_le_bytes());

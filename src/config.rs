@@ -7,6 +7,7 @@
 //! expected, and lists may come as arrays, comma-separated strings, or the
 //! `{"0": .., "1": ..}` maps some providers produce.
 
+use crate::header_tags::HeaderTag;
 use crate::propagation::Style;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
@@ -56,6 +57,8 @@ pub struct Config {
     /// Whether to continue the caller's trace at all. Edge proxies facing
     /// the internet set it false: every request then starts a new trace.
     pub trust_incoming: bool,
+    /// Opt-in header-to-tag mapping (dd-trace's `DD_TRACE_HEADER_TAGS`).
+    pub header_tags: Vec<HeaderTag>,
 }
 
 pub const DEFAULT_PIPE_PATH: &str = "/run/dd/traefik-datadog.fifo";
@@ -81,6 +84,7 @@ impl Default for Config {
             propagation_extract: Style::DEFAULT.to_vec(),
             propagation_inject: Style::DEFAULT.to_vec(),
             trust_incoming: true,
+            header_tags: Vec::new(),
         }
     }
 }
@@ -113,6 +117,7 @@ pub const KEYS: &[&str] = &[
     "propagationStyleExtract",
     "propagationStyleInject",
     "trustIncoming",
+    "headerTags",
 ];
 
 /// One problem with one key.
@@ -259,6 +264,12 @@ impl Config {
             "propagationStyleExtract" => self.propagation_extract = styles(v)?,
             "propagationStyleInject" => self.propagation_inject = styles(v)?,
             "trustIncoming" => self.trust_incoming = boolean(v)?,
+            "headerTags" => {
+                self.header_tags = list(v)?
+                    .iter()
+                    .map(|e| HeaderTag::parse(e).map_err(|e| e.0))
+                    .collect::<Result<_, _>>()?
+            }
             _ => {
                 return Err(format!("unknown key; known keys are {}", KEYS.join(", ")));
             }
@@ -462,6 +473,24 @@ mod tests {
             .expect("valid");
         assert_eq!(c.unbuffered_paths, vec!["/a", "/b"]);
         assert_eq!(c.unbuffered_hosts, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn header_tags_opt_in() {
+        assert_eq!(parse("{}").expect("defaults").header_tags, vec![]);
+        let c =
+            parse(r#"{"headerTags":"x-request-id:http.request_id, Content-Type"}"#).expect("valid");
+        assert_eq!(
+            c.header_tags
+                .iter()
+                .map(|t| t.tag_for(false))
+                .collect::<Vec<_>>(),
+            vec!["http.request_id", "http.request.headers.content-type"]
+        );
+        assert_eq!(
+            err(r#"{"headerTags":["x-a:"]}"#),
+            "key \"headerTags\": \"x-a:\" has an empty or malformed tag name after ':'"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::record::{Record, StatusSource};
 use crate::time::rfc3339_micros;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Every line starts with `{"marker":"traefik-datadog","schema":1,` so a
@@ -79,6 +80,12 @@ struct Line<'a> {
     propagation_error: String,
     #[serde(rename = "dd.propagation_tags", default)]
     propagation_tags: String,
+    #[serde(
+        rename = "dd.header_tags",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    header_tags: BTreeMap<String, String>,
 }
 
 /// Why a line that carries the marker could not be read back.
@@ -140,6 +147,7 @@ pub fn encode(r: &Record) -> String {
         origin: r.origin.clone(),
         propagation_error: r.propagation_error.clone(),
         propagation_tags: r.propagation_tags.clone(),
+        header_tags: r.header_tags.clone(),
     };
     // Serializing plain strings and numbers cannot fail; an empty line would
     // be skipped by readers rather than harm the request.
@@ -194,6 +202,7 @@ pub fn decode(text: &str) -> Result<Record, LineError> {
         origin: line.origin,
         propagation_error: line.propagation_error,
         propagation_tags: line.propagation_tags,
+        header_tags: line.header_tags,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod config;
 pub mod dogstatsd;
 pub mod fallback;
+pub mod header_tags;
 pub mod ids;
 pub mod propagation;
 pub mod record;

@@ -7,6 +7,7 @@ use crate::ids::TraceId;
 use crate::request::RequestFacts;
 use crate::sampling::Decision;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// How the status in a record was learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,9 @@ pub struct Record {
     /// `x-datadog-tags` encodes them (`k=v,k=v`); empty: none.
     #[serde(default)]
     pub propagation_tags: String,
+    /// Tags from `headerTags`: tag name -> header value.
+    #[serde(default)]
+    pub header_tags: BTreeMap<String, String>,
 }
 
 /// The resource name for a request under the configured rule.
@@ -125,6 +129,7 @@ impl Record {
             origin: String::new(),
             propagation_error: String::new(),
             propagation_tags: String::new(),
+            header_tags: BTreeMap::new(),
         }
     }
 

@@ -8,6 +8,50 @@ use std::collections::BTreeMap;
 
 /// The value of `component`, as nginx-datadog sets `component=nginx`.
 pub const COMPONENT: &str = "traefik";
+/// `language`, as every Datadog tracer sets it (nginx-datadog: `cpp`).
+pub const LANGUAGE: &str = "rust";
+
+/// The trace agent's normalisation limits (`pkg/trace/traceutil`).
+pub const MAX_SERVICE_LEN: usize = 100;
+pub const MAX_NAME_LEN: usize = 100;
+pub const MAX_RESOURCE_LEN: usize = 5000;
+
+/// Cuts `s` to at most `max` bytes at a char boundary.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Service names as the agent keeps them: lowercase, at most 100 bytes.
+pub fn normalize_service(s: &str) -> String {
+    truncate(&s.to_lowercase(), MAX_SERVICE_LEN)
+}
+
+/// Span names as the agent keeps them: at most 100 bytes of `[a-zA-Z0-9_.]`
+/// (others become `_`), starting with a letter.
+pub fn normalize_name(s: &str) -> String {
+    let cleaned: String = s
+        .trim_start_matches(|c: char| !c.is_ascii_alphabetic())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match truncate(&cleaned, MAX_NAME_LEN) {
+        n if n.is_empty() => "unnamed_operation".to_owned(),
+        n => n,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Span {
@@ -81,6 +125,11 @@ impl Span {
         {
             meta.entry(k.to_owned()).or_insert_with(|| v.to_owned());
         }
+        // User-chosen header tags never override the schema's own tags.
+        for (k, v) in &r.header_tags {
+            meta.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        meta.insert("language".to_owned(), LANGUAGE.to_owned());
 
         let mut metrics = BTreeMap::new();
         metrics.insert(
@@ -96,9 +145,9 @@ impl Span {
         }
 
         Self {
-            service: r.service.clone(),
-            name: r.name.clone(),
-            resource: r.resource.clone(),
+            service: normalize_service(&r.service),
+            name: normalize_name(&r.name),
+            resource: truncate(&r.resource, MAX_RESOURCE_LEN),
             trace_id: r.trace_id,
             span_id: r.span_id,
             parent_id: r.parent_id,
@@ -147,6 +196,7 @@ mod tests {
                 ("http.status_code", "503"),
                 ("http.url", "https://a.example/users/7"),
                 ("http.useragent", "curl/8.5"),
+                ("language", "rust"),
                 ("peer.hostname", "10.1.2.3"),
                 ("resource_name", "a.example"),
                 ("span.kind", "server"),
@@ -162,6 +212,31 @@ mod tests {
                 ("_top_level", 1.0)
             ]
         );
+    }
+
+    #[test]
+    fn header_tags_are_added_but_never_override_the_schema() {
+        let mut r = sample(200);
+        r.header_tags.insert("http.request_id".into(), "r-1".into());
+        r.header_tags.insert("http.method".into(), "SPOOF".into());
+        let s = Span::from_record(&r);
+        assert_eq!(s.meta["http.request_id"], "r-1");
+        assert_eq!(s.meta["http.method"], "GET");
+    }
+
+    #[test]
+    fn names_are_normalised_as_the_agent_would() {
+        let mut r = sample(200);
+        r.service = "Edge-Proxy".into();
+        r.name = "1traefik request!".into();
+        r.resource = "h".repeat(6000);
+        let s = Span::from_record(&r);
+        assert_eq!(s.service, "edge-proxy");
+        assert_eq!(s.name, "traefik_request_");
+        assert_eq!(s.resource.len(), 5000);
+        assert_eq!(normalize_name("!!!"), "unnamed_operation");
+        assert_eq!(normalize_service(&"S".repeat(150)), "s".repeat(100));
+        assert_eq!(normalize_name(&"a".repeat(150)).len(), 100);
     }
 
     #[test]

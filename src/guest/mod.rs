@@ -8,7 +8,9 @@ mod pipe;
 use http_wasm_guest::host::{Request, Response, admin, feature};
 use http_wasm_guest::{Guest, register as register_guest};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use tdp_core::config::Config;
+use tdp_core::header_tags::{HeaderTag, tag_value};
 use tdp_core::ids::{IdGenerator, fnv1a64};
 use tdp_core::propagation::{self, Propagation};
 use tdp_core::record::{CLIENT_CLOSED, Record, StatusSource};
@@ -21,6 +23,7 @@ struct InFlight {
     facts: RequestFacts,
     observe: Observe,
     propagation: Propagation,
+    header_tags: BTreeMap<String, String>,
 }
 
 struct State {
@@ -65,6 +68,31 @@ fn instance_seeds() -> [u64; 2] {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0);
     [now_unix_ns() as u64, h.finish()]
+}
+
+/// All values of a header, comma-joined as HTTP allows; `None` if absent.
+fn joined(headers: &http_wasm_guest::host::Header, name: &[u8]) -> Option<String> {
+    let values = headers.values(name);
+    (!values.is_empty()).then(|| {
+        values
+            .iter()
+            .map(|v| String::from_utf8_lossy(v))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// The configured header tags present on one side of the exchange.
+fn read_header_tags(
+    tags: &[HeaderTag],
+    headers: &http_wasm_guest::host::Header,
+    response: bool,
+) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            joined(headers, t.header.as_bytes()).map(|v| (t.tag_for(response), tag_value(&v)))
+        })
+        .collect()
 }
 
 fn text(b: Option<http_wasm_guest::host::Bytes>) -> String {
@@ -121,16 +149,7 @@ impl Guest for Plugin {
             .absorb(start_ns as u64 ^ fnv1a64(facts.client_addr.as_bytes()));
         let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
         let span_id = state.ids.span_id();
-        let header = |name: &'static str| {
-            let values = req.header.values(name.as_bytes());
-            (!values.is_empty()).then(|| {
-                values
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-        };
+        let header = |name: &'static str| joined(&req.header, name.as_bytes());
         let propagation = propagation::begin(&self.config, header, trace_id, span_id);
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
@@ -140,10 +159,12 @@ impl Guest for Plugin {
         for name in &propagation.injection.remove {
             req.header.remove(name.as_bytes());
         }
+        let header_tags = read_header_tags(&self.config.header_tags, &req.header, false);
         state.in_flight = Some(InFlight {
             facts,
             observe,
             propagation,
+            header_tags,
         });
         (true, 0)
     }
@@ -179,6 +200,12 @@ impl Guest for Plugin {
             &self.config,
         );
         f.propagation.annotate(&mut record);
+        record.header_tags = f.header_tags;
+        record.header_tags.extend(read_header_tags(
+            &self.config.header_tags,
+            &res.header,
+            true,
+        ));
         state.emitter.record(&record);
     }
 }
