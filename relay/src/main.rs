@@ -107,12 +107,13 @@ fn run(s: settings::Settings) -> Result<(), String> {
             s.max_buffered_bytes,
             counters.clone(),
         ));
+        let rates: traces::sender::Rates = Arc::new(Mutex::new(Default::default()));
         let sender = Sender {
             client: Client::new(s.agent.clone(), s.connect_timeout, s.request_timeout),
             agent: s.agent.to_string(),
             buffer: buffer.clone(),
             counters: counters.clone(),
-            rates: Arc::new(Mutex::new(Default::default())),
+            rates: rates.clone(),
             request_timeout: s.request_timeout,
         }
         .spawn()
@@ -121,6 +122,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
             batcher: Batcher::new(s.batch_spans, s.batch_bytes),
             buffer,
             sender,
+            rates,
         })
     } else {
         None

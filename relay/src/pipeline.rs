@@ -32,6 +32,9 @@ pub struct Traces {
     pub batcher: Batcher,
     pub buffer: Arc<SpanBuffer>,
     pub sender: JoinHandle<()>,
+    /// The agent's last `rate_by_service`, reported so users can set the
+    /// plugin's `sampleRate` from it (the guest cannot read agent answers).
+    pub rates: crate::traces::sender::Rates,
 }
 
 pub struct Pipeline {
@@ -47,6 +50,32 @@ pub struct Pipeline {
     pub metrics_interval: Duration,
     pub telemetry_interval: Duration,
     pub shutdown_timeout: Duration,
+}
+
+/// `<prefix>.relay.agent_sample_rate` gauges, one per `service:<s>,env:<e>`
+/// key of the agent's answer, tagged `agent_service`/`agent_env` (plain
+/// `service`/`env` tags would be read as the relay's own).
+pub fn rate_lines(rates: &std::collections::BTreeMap<String, f64>, prefix: &str) -> Vec<String> {
+    rates
+        .iter()
+        .map(|(key, rate)| {
+            let mut tags = String::new();
+            for (k, v) in key.split(',').filter_map(|kv| kv.split_once(':')) {
+                let name = match k {
+                    "service" => "agent_service",
+                    "env" => "agent_env",
+                    _ => continue,
+                };
+                tdp_core::dogstatsd::push_tag(&mut tags, name, v);
+            }
+            tdp_core::dogstatsd::line(
+                &format!("{prefix}.relay.agent_sample_rate"),
+                rate,
+                "g",
+                &tags,
+            )
+        })
+        .collect()
 }
 
 /// Fills what the record leaves empty with the relay's defaults.
@@ -116,6 +145,12 @@ impl Pipeline {
             let mut packer = self.statsd.packer();
             for l in now.statsd_lines(prev, &self.prefix, &self.inputs) {
                 packer.push(&l);
+            }
+            if let Some(t) = self.traces.as_ref() {
+                let rates = t.rates.lock().map(|r| r.clone()).unwrap_or_default();
+                for l in rate_lines(&rates, &self.prefix) {
+                    packer.push(&l);
+                }
             }
             self.statsd.send_packed(&mut packer);
         }
@@ -218,6 +253,23 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_rates_become_gauges() {
+        let rates = [
+            ("service:edge,env:prod".to_owned(), 0.5),
+            ("service:,env:".to_owned(), 1.0),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            rate_lines(&rates, "traefik_datadog"),
+            vec![
+                "traefik_datadog.relay.agent_sample_rate:1|g",
+                "traefik_datadog.relay.agent_sample_rate:0.5|g|#agent_service:edge,agent_env:prod",
+            ]
+        );
+    }
     use crate::input::tests::record;
 
     #[test]
