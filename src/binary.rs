@@ -5,6 +5,10 @@
 //! field order. The length lets a stream reader (the FIFO is a byte stream)
 //! split frames, skip a frame it cannot read, and resynchronise on the magic
 //! after garbage. Decoding never panics on foreign bytes.
+//!
+//! Flags: [`FLAG_CHECKSUM`] appends a CRC-32 of header and body after the
+//! body (not counted in the length), for datagrams that Traefik's socket
+//! extension may corrupt.
 
 use crate::record::Record;
 use std::fmt;
@@ -14,6 +18,8 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 6;
 /// The largest frame: one atomic write to a pipe (PIPE_BUF) must hold it.
 pub const MAX_FRAME: usize = 4096;
+pub const FLAG_CHECKSUM: u8 = 0x01;
+const CHECKSUM_LEN: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinaryError {
@@ -23,6 +29,8 @@ pub enum BinaryError {
     UnsupportedVersion(u8),
     TooLong(usize),
     Body(String),
+    /// The CRC-32 does not match: the bytes changed on the way.
+    Checksum,
 }
 
 impl fmt::Display for BinaryError {
@@ -33,6 +41,7 @@ impl fmt::Display for BinaryError {
             Self::UnsupportedVersion(v) => write!(f, "frame format version {v} is not supported"),
             Self::TooLong(n) => write!(f, "record of {n} bytes exceeds {MAX_FRAME}"),
             Self::Body(e) => write!(f, "record body does not decode: {e}"),
+            Self::Checksum => f.write_str("frame checksum does not match its bytes"),
         }
     }
 }
@@ -42,17 +51,45 @@ impl std::error::Error for BinaryError {}
 /// Encodes one frame. A record too large for one atomic write (a huge user
 /// agent or path) is refused rather than split.
 pub fn encode(r: &Record) -> Result<Vec<u8>, BinaryError> {
+    encode_with(r, 0)
+}
+
+/// Encodes one frame with `flags`; [`FLAG_CHECKSUM`] appends the CRC.
+pub fn encode_with(r: &Record, flags: u8) -> Result<Vec<u8>, BinaryError> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, 0, 0, 0]);
+    out.extend_from_slice(&[VERSION, flags, 0, 0]);
     // Writing plain fields into a Vec cannot fail.
     let _ = rmp_serde::encode::write(&mut out, r);
-    if out.len() > MAX_FRAME {
-        return Err(BinaryError::TooLong(out.len()));
+    let total = out.len()
+        + if flags & FLAG_CHECKSUM != 0 {
+            CHECKSUM_LEN
+        } else {
+            0
+        };
+    if total > MAX_FRAME {
+        return Err(BinaryError::TooLong(total));
     }
     let body = (out.len() - HEADER_LEN) as u16;
     out[4..6].copy_from_slice(&body.to_le_bytes());
+    if flags & FLAG_CHECKSUM != 0 {
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
     Ok(out)
+}
+
+/// CRC-32 (IEEE 802.3, as zlib), bitwise: frames are small and this keeps
+/// a 1 KiB table out of the guest.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
 }
 
 /// Reads the frame at the start of `buf`. Returns how many bytes it spans
@@ -60,13 +97,27 @@ pub fn encode(r: &Record) -> Result<Vec<u8>, BinaryError> {
 /// `Err(Incomplete)` consumes nothing; `BadMagic` means "skip to the next
 /// `TD`" (see [`resync`]).
 pub fn decode_frame(buf: &[u8]) -> (usize, Result<Record, BinaryError>) {
+    let (n, r) = decode_frame_flags(buf);
+    (n, r.map(|(r, _)| r))
+}
+
+/// As [`decode_frame`], with the frame's flags; a checksummed frame is
+/// verified.
+pub fn decode_frame_flags(buf: &[u8]) -> (usize, Result<(Record, u8), BinaryError>) {
     if buf.len() < HEADER_LEN {
         return (0, Err(BinaryError::Incomplete));
     }
     if buf[..2] != MAGIC {
         return (0, Err(BinaryError::BadMagic));
     }
-    let len = HEADER_LEN + usize::from(u16::from_le_bytes([buf[4], buf[5]]));
+    let flags = buf[3];
+    let body_end = HEADER_LEN + usize::from(u16::from_le_bytes([buf[4], buf[5]]));
+    let len = body_end
+        + if flags & FLAG_CHECKSUM != 0 {
+            CHECKSUM_LEN
+        } else {
+            0
+        };
     if len > MAX_FRAME {
         return (0, Err(BinaryError::BadMagic));
     }
@@ -76,12 +127,19 @@ pub fn decode_frame(buf: &[u8]) -> (usize, Result<Record, BinaryError>) {
     if buf[2] != VERSION {
         return (len, Err(BinaryError::UnsupportedVersion(buf[2])));
     }
-    let mut body = &buf[HEADER_LEN..len];
+    if flags & FLAG_CHECKSUM != 0 {
+        let mut want = [0u8; CHECKSUM_LEN];
+        want.copy_from_slice(&buf[body_end..len]);
+        if crc32(&buf[..body_end]) != u32::from_le_bytes(want) {
+            return (len, Err(BinaryError::Checksum));
+        }
+    }
+    let mut body = &buf[HEADER_LEN..body_end];
     let result = rmp_serde::decode::from_read::<_, Record>(&mut body)
         .map_err(|e| BinaryError::Body(e.to_string()))
         .and_then(|r| {
             if body.is_empty() {
-                Ok(r)
+                Ok((r, flags))
             } else {
                 Err(BinaryError::Body(format!("{} trailing bytes", body.len())))
             }
@@ -100,7 +158,12 @@ pub fn resync(buf: &[u8]) -> usize {
 
 /// Decodes a buffer that must hold exactly one frame (a datagram).
 pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
-    match decode_frame(bytes) {
+    decode_flags(bytes).map(|(r, _)| r)
+}
+
+/// As [`decode`], with the frame's flags.
+pub fn decode_flags(bytes: &[u8]) -> Result<(Record, u8), BinaryError> {
+    match decode_frame_flags(bytes) {
         (n, Ok(r)) if n == bytes.len() => Ok(r),
         (n, Ok(_)) => Err(BinaryError::Body(format!(
             "{} trailing bytes",
@@ -139,10 +202,46 @@ mod tests {
     }
 
     #[test]
+    fn crc32_known_values() {
+        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn checksummed_frames_round_trip_and_catch_every_flipped_bit() {
+        let r = sample(503);
+        let f = encode_with(&r, FLAG_CHECKSUM).expect("fits");
+        assert_eq!(f.len(), frame(503).len() + 4);
+        assert_eq!(f[3], 0x01);
+        assert_eq!(decode_flags(&f), Ok((r.clone(), 0x01)));
+        for i in 0..f.len() {
+            for bit in 0..8 {
+                let mut bad = f.clone();
+                bad[i] ^= 1 << bit;
+                // A flipped bit is caught by the checksum, or breaks the
+                // header so the frame is not read at all.
+                assert_ne!(
+                    decode_flags(&bad).map(|(r, _)| r),
+                    Ok(r.clone()),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+        // A sibling's bytes in our datagram: the checksum no longer matches.
+        let mut spliced = f.clone();
+        let other = encode_with(&sample(200), FLAG_CHECKSUM).expect("fits");
+        let at = (HEADER_LEN..f.len())
+            .find(|i| f[*i] != other[*i])
+            .expect("the samples differ");
+        spliced[at..at + 2].copy_from_slice(&other[at..at + 2]);
+        assert_eq!(decode_flags(&spliced), Err(BinaryError::Checksum));
+    }
+
+    #[test]
     fn exact_size_of_the_sample() {
         // 170 before the three propagation strings, each empty: one byte;
-        // then one for the empty header-tag map.
-        assert_eq!(frame(200).len(), 174);
+        // then one for the empty header-tag map and one for metrics_sent.
+        assert_eq!(frame(200).len(), 175);
     }
 
     #[test]
@@ -161,9 +260,9 @@ mod tests {
         // The record array had 24 elements (array16 header `dc 00 18`); the
         // three empty strings at its end are `a0 a0 a0`.
         let new = frame(200);
-        assert_eq!(&new[6..9], &[0xdc, 0x00, 28]);
-        assert_eq!(&new[new.len() - 4..], &[0xa0, 0xa0, 0xa0, 0x80]);
-        let mut old = new[..new.len() - 4].to_vec();
+        assert_eq!(&new[6..9], &[0xdc, 0x00, 29]);
+        assert_eq!(&new[new.len() - 5..], &[0xa0, 0xa0, 0xa0, 0x80, 0xc2]);
+        let mut old = new[..new.len() - 5].to_vec();
         old[8] = 24;
         let body = (old.len() - HEADER_LEN) as u16;
         old[4..6].copy_from_slice(&body.to_le_bytes());

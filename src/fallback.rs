@@ -86,6 +86,8 @@ struct Line<'a> {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     header_tags: BTreeMap<String, String>,
+    #[serde(rename = "dd.metrics_sent", default, skip_serializing_if = "is_false")]
+    metrics_sent: bool,
 }
 
 /// Why a line that carries the marker could not be read back.
@@ -111,6 +113,10 @@ impl fmt::Display for LineError {
 }
 
 impl std::error::Error for LineError {}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 /// Encodes a record as its fallback line (no trailing newline).
 pub fn encode(r: &Record) -> String {
@@ -148,6 +154,7 @@ pub fn encode(r: &Record) -> String {
         propagation_error: r.propagation_error.clone(),
         propagation_tags: r.propagation_tags.clone(),
         header_tags: r.header_tags.clone(),
+        metrics_sent: r.metrics_sent,
     };
     // Serializing plain strings and numbers cannot fail; an empty line would
     // be skipped by readers rather than harm the request.
@@ -203,6 +210,7 @@ pub fn decode(text: &str) -> Result<Record, LineError> {
         propagation_error: line.propagation_error,
         propagation_tags: line.propagation_tags,
         header_tags: line.header_tags,
+        metrics_sent: line.metrics_sent,
     })
 }
 

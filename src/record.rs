@@ -77,6 +77,10 @@ pub struct Record {
     /// Tags from `headerTags`: tag name -> header value.
     #[serde(default)]
     pub header_tags: BTreeMap<String, String>,
+    /// The guest already sent this request's DogStatsD lines (network
+    /// mode): readers build the span but must not count the request again.
+    #[serde(default)]
+    pub metrics_sent: bool,
 }
 
 /// The resource name for a request under the configured rule.
@@ -130,6 +134,7 @@ impl Record {
             propagation_error: String::new(),
             propagation_tags: String::new(),
             header_tags: BTreeMap::new(),
+            metrics_sent: false,
         }
     }
 

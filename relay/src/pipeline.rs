@@ -104,7 +104,8 @@ impl Pipeline {
     fn handle(&mut self, e: Envelope) {
         let Envelope { mut record, host } = e;
         apply_defaults(&mut record, &self.defaults);
-        if let Some(agg) = self.aggregator.as_mut() {
+        // The guest's network mode sends a request's DogStatsD lines itself.
+        if let Some(agg) = self.aggregator.as_mut().filter(|_| !record.metrics_sent) {
             agg.add(&record);
         }
         if let Some(t) = self.traces.as_mut() {

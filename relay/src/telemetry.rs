@@ -14,6 +14,10 @@ pub struct InputCounters {
     pub malformed: AtomicU64,
     /// Records dropped because the queue was full.
     pub queue_full: AtomicU64,
+    /// Frames whose checksum failed (bytes changed on the way; UDP).
+    pub corrupted: AtomicU64,
+    /// Records seen before (same trace and span id), dropped (UDP).
+    pub duplicated: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +62,8 @@ impl Counters {
             received: self.inputs.each_ref().map(|i| g(&i.received)),
             malformed: self.inputs.each_ref().map(|i| g(&i.malformed)),
             queue_full: self.inputs.each_ref().map(|i| g(&i.queue_full)),
+            corrupted: self.inputs.each_ref().map(|i| g(&i.corrupted)),
+            duplicated: self.inputs.each_ref().map(|i| g(&i.duplicated)),
             spans_sent: g(&self.spans_sent),
             payloads_sent: g(&self.payloads_sent),
             payloads_retried: g(&self.payloads_retried),
@@ -82,6 +88,8 @@ pub struct Snapshot {
     pub received: [u64; 4],
     pub malformed: [u64; 4],
     pub queue_full: [u64; 4],
+    pub corrupted: [u64; 4],
+    pub duplicated: [u64; 4],
     pub spans_sent: u64,
     pub payloads_sent: u64,
     pub payloads_retried: u64,
@@ -118,6 +126,12 @@ impl Snapshot {
                 self.queue_full[k],
                 n = i.name()
             ));
+            if *i == Source::Udp {
+                s.push_str(&format!(
+                    " udp.corrupted={} udp.duplicated={}",
+                    self.corrupted[k], self.duplicated[k]
+                ));
+            }
         }
         s.push_str(&format!(
             " spans_sent={} spans_dropped={} (buffer_full={} rejected={} shutdown={} encode={}) \
@@ -172,6 +186,20 @@ impl Snapshot {
                 "c",
                 &format!("{t},reason:queue_full"),
             ));
+            if *i == Source::Udp {
+                out.push(line(
+                    &format!("{p}.records_corrupted"),
+                    d(self.corrupted[k], prev.corrupted[k]),
+                    "c",
+                    &t,
+                ));
+                out.push(line(
+                    &format!("{p}.records_duplicated"),
+                    d(self.duplicated[k], prev.duplicated[k]),
+                    "c",
+                    &t,
+                ));
+            }
         }
         let count = |name: &str, now: u64, before: u64, tags: &str| {
             line(&format!("{p}.{name}"), d(now, before), "c", tags)
@@ -244,6 +272,8 @@ mod tests {
             received: [10, 20, 0, 0],
             malformed: [1, 2, 0, 0],
             queue_full: [0, 3, 0, 0],
+            corrupted: [0, 0, 0, 4],
+            duplicated: [0, 0, 0, 2],
             spans_sent: 25,
             payloads_sent: 2,
             payloads_retried: 1,
@@ -279,6 +309,26 @@ mod tests {
              spans_dropped=1 (buffer_full=1 rejected=0 shutdown=0 encode=0) payloads_sent=2 \
              payloads_retried=1 agent_errors=1 buffer_cap_hits=1 queue_depth=7 buffered_spans=4 \
              statsd_datagrams=9 statsd_errors=0 statsd_oversized=0 rss_bytes=4096"
+        );
+    }
+
+    #[test]
+    fn udp_reports_corrupted_and_duplicated() {
+        let lines = snap().statsd_lines(&Snapshot::default(), "p", &[Source::Udp]);
+        assert_eq!(
+            &lines[..5],
+            &[
+                "p.relay.records_received:0|c|#input:udp",
+                "p.relay.records_malformed:0|c|#input:udp",
+                "p.relay.records_dropped:0|c|#input:udp,reason:queue_full",
+                "p.relay.records_corrupted:4|c|#input:udp",
+                "p.relay.records_duplicated:2|c|#input:udp",
+            ]
+        );
+        assert!(
+            snap()
+                .log_line(&[Source::Udp], None)
+                .contains(" udp.corrupted=4 udp.duplicated=2 ")
         );
     }
 

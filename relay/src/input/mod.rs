@@ -76,6 +76,10 @@ impl Queue {
         )
     }
 
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     pub fn malformed(&self, source: Source) {
         Counters::add(&self.counters.input(source).malformed, 1);
     }

@@ -1,9 +1,16 @@
 //! `--udp`: datagrams of exactly one binary frame each (the plugin's network
 //! mode). A datagram that is not one whole frame is counted and skipped.
+//!
+//! Traefik's socket extension shares unlocked state between guest instances
+//! (traefik#11629): a datagram may carry a sibling's bytes. Frames carry a
+//! CRC-32, so changed bytes are caught (`corrupted`), and a sibling's whole
+//! record sent twice is caught by its ids (`duplicated`).
 
 use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
 use crate::sys;
+use crate::telemetry::Counters;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::UdpSocket;
 use std::thread::JoinHandle;
@@ -38,9 +45,38 @@ pub fn start(addr: &str, queue: Queue) -> Result<JoinHandle<()>, String> {
 /// Datagrams read in one go before they are handed on together.
 const MAX_BATCH: usize = 512;
 
+/// Record ids remembered to catch duplicates: far more than arrive between
+/// a datagram and its duplicate (sent within the same few microseconds).
+const DEDUP_WINDOW: usize = 1 << 16;
+
+/// The ids of the last [`DEDUP_WINDOW`] records, oldest forgotten first.
+#[derive(Default)]
+pub struct Dedup {
+    seen: HashSet<(u64, u64, u64)>,
+    order: VecDeque<(u64, u64, u64)>,
+}
+
+impl Dedup {
+    /// True the first time an id is offered within the window.
+    pub fn first(&mut self, id: (u64, u64, u64)) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > DEDUP_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 fn run(sock: &UdpSocket, queue: &Queue, shown: &str) {
     let mut buf = vec![0u8; 65_536];
     let mut throttle = Throttle::new(Duration::from_secs(10));
+    let mut dedup = Dedup::default();
+    let counters = queue.counters().input(Source::Udp);
     while !sys::stop_requested() {
         match sys::wait_readable(sock, Duration::from_millis(200)) {
             Ok(true) => {}
@@ -57,9 +93,16 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str) {
         for _ in 0..MAX_BATCH {
             match sock.recv_from(&mut buf) {
                 Ok((n, from)) => match binary::decode(&buf[..n]) {
-                    Ok(r) => batch.push(Envelope::bare(r)),
+                    Ok(r) if dedup.first((r.trace_id_high, r.trace_id, r.span_id)) => {
+                        batch.push(Envelope::bare(r));
+                    }
+                    Ok(_) => Counters::add(&counters.duplicated, 1),
                     Err(e) => {
-                        queue.malformed(Source::Udp);
+                        if e == binary::BinaryError::Checksum {
+                            Counters::add(&counters.corrupted, 1);
+                        } else {
+                            queue.malformed(Source::Udp);
+                        }
                         if let Some(h) = throttle.allow() {
                             warn!(
                                 "udp {shown}: skipped a {n}-byte datagram from {from}: {e}{}",
@@ -87,8 +130,19 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str) {
 mod tests {
     use super::*;
     use crate::input::tests::record;
-    use crate::telemetry::Counters;
     use std::sync::Arc;
+
+    #[test]
+    fn dedup_window_forgets_the_oldest() {
+        let mut d = Dedup::default();
+        assert!(d.first((0, 1, 1)));
+        assert!(!d.first((0, 1, 1)));
+        for i in 0..DEDUP_WINDOW as u64 {
+            assert!(d.first((0, 2, i)));
+        }
+        assert!(d.first((0, 1, 1)), "forgotten after the window");
+        assert_eq!(d.order.len(), DEDUP_WINDOW);
+    }
 
     #[test]
     fn one_frame_per_datagram() {
@@ -103,16 +157,31 @@ mod tests {
         let mut two = good.clone();
         two.extend(&good);
         tx.send_to(&two, addr).expect("send");
-        tx.send_to(&binary::encode(&record(503)).expect("frame"), addr)
+        let mut other = record(503);
+        other.span_id += 1;
+        tx.send_to(&binary::encode(&other).expect("frame"), addr)
             .expect("send");
+        // Checksummed: a good one, the same again, and one with a changed byte.
+        let mut r = record(404);
+        r.span_id = 777;
+        let summed = binary::encode_with(&r, binary::FLAG_CHECKSUM).expect("frame");
+        tx.send_to(&summed, addr).expect("send");
+        tx.send_to(&summed, addr).expect("send");
+        let mut bad = summed.clone();
+        bad[10] ^= 0x20;
+        tx.send_to(&bad, addr).expect("send");
         let h = std::thread::spawn(move || run(&sock, &q, "test"));
         let mut got = Vec::new();
-        while got.len() < 2 {
+        while got.len() < 3 {
             let batch = rx.recv_timeout(Duration::from_secs(5)).expect("records");
             got.extend(batch.into_iter().map(|e| e.record.status));
         }
-        assert_eq!(got, vec![200, 503]);
-        assert_eq!(counters.snapshot().malformed[Source::Udp as usize], 2);
+        assert_eq!(got, vec![200, 503, 404]);
+        std::thread::sleep(Duration::from_millis(100));
+        let s = counters.snapshot();
+        assert_eq!(s.malformed[Source::Udp as usize], 2);
+        assert_eq!(s.duplicated[Source::Udp as usize], 1);
+        assert_eq!(s.corrupted[Source::Udp as usize], 1);
         // The global stop flag is shared by all tests: leave the thread be.
         drop(h);
     }
