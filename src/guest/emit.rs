@@ -1,5 +1,7 @@
-//! Where records leave the guest: the FIFO when the mode allows it and it
-//! works, else the fallback log line, so no record is ever dropped silently.
+//! Where records leave the guest. `pipe`/`auto`: the FIFO when it works;
+//! `network` (the plugin-net.wasm build): DogStatsD lines to the agent and a
+//! checksummed frame to the relay over UDP; and whenever those fail, or in
+//! `log` mode, the fallback log line, so no record is ever dropped silently.
 
 use super::pipe::WasiPipe;
 use http_wasm_guest::host::log;
@@ -11,24 +13,34 @@ use tdp_core::time::now_unix_ns;
 use tdp_core::transport::Pipe;
 
 const LEVEL_INFO: i32 = 0;
+const LEVEL_WARN: i32 = 1;
 const LEVEL_ERROR: i32 = 2;
 
 pub struct Emitter {
     pipe: Option<Pipe<WasiPipe>>,
+    #[cfg(feature = "network")]
+    net: Option<network::Net>,
 }
 
 impl Emitter {
     pub fn new(config: &Config) -> Self {
-        // The network build does not exist yet: network behaves as auto
-        // without sockets, and log never touches the pipe.
         let pipe = match config.mode {
-            Mode::Auto | Mode::Pipe | Mode::Network => Some(Pipe::new(WasiPipe, &config.pipe_path)),
-            Mode::Log => None,
+            Mode::Auto | Mode::Pipe => Some(Pipe::new(WasiPipe, &config.pipe_path)),
+            // Without the socket build, network degrades to auto.
+            Mode::Network if !cfg!(feature = "network") => {
+                Some(Pipe::new(WasiPipe, &config.pipe_path))
+            }
+            Mode::Network | Mode::Log => None,
         };
-        Self { pipe }
+        Self {
+            pipe,
+            #[cfg(feature = "network")]
+            net: matches!(config.mode, Mode::Auto | Mode::Network)
+                .then(|| network::Net::new(config)),
+        }
     }
 
-    pub fn record(&mut self, record: &Record) {
+    pub fn record(&mut self, record: &mut Record) {
         if let Some(pipe) = self.pipe.as_mut() {
             if let Ok(frame) = binary::encode(record) {
                 if pipe.send(&frame, now_unix_ns()).is_ok() {
@@ -36,7 +48,23 @@ impl Emitter {
                 }
             }
         }
+        #[cfg(feature = "network")]
+        if let Some(net) = self.net.as_mut() {
+            if net.send(record) {
+                return;
+            }
+        }
         log::write(LEVEL_INFO, fallback::encode(record).as_bytes());
+    }
+}
+
+/// Said once per instance when the configured mode needs the other build.
+pub fn mode_warning(config: &Config) {
+    if config.mode == Mode::Network && !cfg!(feature = "network") {
+        log::write(
+            LEVEL_WARN,
+            b"traefik-datadog: mode \"network\" needs plugin-net.wasm (the socket build); this plugin.wasm uses the pipe, else log lines",
+        );
     }
 }
 
@@ -45,4 +73,62 @@ pub fn config_error(e: &ConfigError) {
         "traefik-datadog: invalid config: {e}; this middleware passes traffic through untouched and records nothing"
     );
     log::write(LEVEL_ERROR, msg.as_bytes());
+}
+
+#[cfg(feature = "network")]
+mod network {
+    use super::super::net::WasiUdp;
+    use std::net::{IpAddr, SocketAddr};
+    use tdp_core::binary;
+    use tdp_core::config::Config;
+    use tdp_core::dogstatsd::{self, Names, Packer, UDP_MAX_DATAGRAM};
+    use tdp_core::network::{Dest, Link};
+    use tdp_core::record::Record;
+    use tdp_core::time::now_unix_ns;
+
+    pub struct Net {
+        sys: WasiUdp,
+        names: Names,
+        statsd: Option<Link>,
+        relay: Link,
+    }
+
+    impl Net {
+        pub fn new(config: &Config) -> Self {
+            // Validation guarantees a literal IP in network mode; in auto a
+            // name cannot be resolved safely, so DogStatsD is left to the relay.
+            let statsd = config
+                .agent_host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| Link::new(Dest::Statsd, SocketAddr::new(ip, config.statsd_port)));
+            Self {
+                sys: WasiUdp,
+                names: Names::new(dogstatsd::DEFAULT_PREFIX),
+                statsd,
+                relay: Link::new(Dest::Relay, config.relay_address),
+            }
+        }
+
+        /// DogStatsD first (so the frame can say whether it went), then the
+        /// span record. False: the record must go out another way.
+        pub fn send(&mut self, record: &mut Record) -> bool {
+            let now = now_unix_ns();
+            if let Some(link) = self.statsd.as_mut() {
+                let mut packer = Packer::new(UDP_MAX_DATAGRAM);
+                for line in dogstatsd::request_lines(&self.names, record) {
+                    packer.push(&line);
+                }
+                let mut all = true;
+                for datagram in packer.take() {
+                    all &= link.send(&mut self.sys, &datagram, now).is_ok();
+                }
+                record.metrics_sent = all;
+            }
+            match binary::encode_with(record, binary::FLAG_CHECKSUM) {
+                Ok(frame) => self.relay.send(&mut self.sys, &frame, now).is_ok(),
+                Err(_) => false,
+            }
+        }
+    }
 }

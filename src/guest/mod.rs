@@ -3,6 +3,8 @@
 //! decision lives in the core; this file only moves bytes.
 
 mod emit;
+#[cfg(feature = "network")]
+mod net;
 mod pipe;
 
 use http_wasm_guest::host::{Request, Response, admin, feature};
@@ -45,14 +47,17 @@ impl Guest for PassThrough {}
 
 pub fn register() {
     match Config::from_json(&admin::config()) {
-        Ok(config) => register_guest(Plugin {
-            state: RefCell::new(State {
-                ids: IdGenerator::new(&instance_seeds()),
-                in_flight: None,
-                emitter: emit::Emitter::new(&config),
-            }),
-            config,
-        }),
+        Ok(config) => {
+            emit::mode_warning(&config);
+            register_guest(Plugin {
+                state: RefCell::new(State {
+                    ids: IdGenerator::new(&instance_seeds()),
+                    in_flight: None,
+                    emitter: emit::Emitter::new(&config),
+                }),
+                config,
+            })
+        }
         Err(e) => {
             emit::config_error(&e);
             register_guest(PassThrough);
@@ -206,6 +211,6 @@ impl Guest for Plugin {
             &res.header,
             true,
         ));
-        state.emitter.record(&record);
+        state.emitter.record(&mut record);
     }
 }

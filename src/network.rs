@@ -1,0 +1,321 @@
+//! The network mode's decisions, apart from the socket calls: one connected
+//! UDP socket per destination, found again or opened, and what a send error
+//! means. The guest supplies the calls through [`UdpSys`]; tests a fake.
+//!
+//! Traefik's socket extension shares one fd table between all instances of
+//! a middleware and never closes an instance's sockets when it drops the
+//! instance. So an instance first looks for a socket a sibling already
+//! connected to the same destination ([`UdpSys::find`]; the guest tags each
+//! destination's sockets with their fd flags) and opens its own only when
+//! there is none: the number of sockets stays near the peak concurrency of
+//! the first burst instead of growing with every new instance. A socket the
+//! instance did not open is never closed by it.
+
+use std::net::SocketAddr;
+
+/// WASI errno values (the guest is always WASI).
+pub mod errno {
+    pub const AGAIN: i32 = 6;
+    pub const BADF: i32 = 8;
+    pub const CONNREFUSED: i32 = 14;
+    pub const DESTADDRREQ: i32 = 17;
+    pub const INVAL: i32 = 28;
+    pub const ISCONN: i32 = 30;
+    pub const NOBUFS: i32 = 42;
+    pub const NOTCONN: i32 = 53;
+    pub const NOTSOCK: i32 = 57;
+    pub const PIPE: i32 = 64;
+}
+
+/// How long before a destination whose socket broke or could not be opened
+/// is tried again.
+pub const RETRY_NS: i64 = 3_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// The relay's `--udp` input: span records.
+    Relay,
+    /// DogStatsD on the agent.
+    Statsd,
+}
+
+pub trait UdpSys {
+    /// A socket already connected to `dest` by any instance, if one exists.
+    fn find(&mut self, dest: Dest) -> Option<i32>;
+    /// Opens, connects and tags a non-blocking UDP socket.
+    fn open(&mut self, dest: Dest, addr: SocketAddr) -> Result<i32, i32>;
+    /// One datagram; the errno on failure.
+    fn send(&mut self, fd: i32, datagram: &[u8]) -> Result<usize, i32>;
+}
+
+/// Why a datagram was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFail {
+    /// No socket: opening failed (errno) or waiting out [`RETRY_NS`].
+    NoSocket(i32),
+    /// The socket is fine but this datagram was refused (full buffer,
+    /// nobody listening): dropped.
+    Dropped(i32),
+    /// The socket looks broken; it is forgotten and looked up again later.
+    Broken(i32),
+}
+
+/// Errors that mean "this fd is not (or no longer) our connected socket".
+fn is_broken(e: i32) -> bool {
+    matches!(
+        e,
+        errno::BADF
+            | errno::NOTSOCK
+            | errno::NOTCONN
+            | errno::DESTADDRREQ
+            | errno::ISCONN
+            | errno::INVAL
+            | errno::PIPE
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkStats {
+    pub sent: u64,
+    pub dropped: u64,
+    pub opened: u64,
+    pub adopted: u64,
+    pub broken: u64,
+}
+
+#[derive(Debug)]
+enum State {
+    Idle { retry_at_ns: i64 },
+    Ready(i32),
+}
+
+/// One destination of one instance.
+#[derive(Debug)]
+pub struct Link {
+    dest: Dest,
+    addr: SocketAddr,
+    state: State,
+    pub stats: LinkStats,
+}
+
+impl Link {
+    pub fn new(dest: Dest, addr: SocketAddr) -> Self {
+        Self {
+            dest,
+            addr,
+            state: State::Idle {
+                retry_at_ns: i64::MIN,
+            },
+            stats: LinkStats::default(),
+        }
+    }
+
+    fn socket<S: UdpSys>(&mut self, sys: &mut S, now_ns: i64) -> Result<i32, SendFail> {
+        match self.state {
+            State::Ready(fd) => return Ok(fd),
+            State::Idle { retry_at_ns } if now_ns < retry_at_ns => {
+                return Err(SendFail::NoSocket(0));
+            }
+            State::Idle { .. } => {}
+        }
+        if let Some(fd) = sys.find(self.dest) {
+            self.stats.adopted += 1;
+            self.state = State::Ready(fd);
+            return Ok(fd);
+        }
+        match sys.open(self.dest, self.addr) {
+            Ok(fd) => {
+                self.stats.opened += 1;
+                self.state = State::Ready(fd);
+                Ok(fd)
+            }
+            Err(e) => {
+                self.state = State::Idle {
+                    retry_at_ns: now_ns.saturating_add(RETRY_NS),
+                };
+                Err(SendFail::NoSocket(e))
+            }
+        }
+    }
+
+    /// Sends one datagram with one call; never blocks, never retries.
+    pub fn send<S: UdpSys>(
+        &mut self,
+        sys: &mut S,
+        datagram: &[u8],
+        now_ns: i64,
+    ) -> Result<(), SendFail> {
+        let result = self
+            .socket(sys, now_ns)
+            .and_then(|fd| match sys.send(fd, datagram) {
+                Ok(n) if n == datagram.len() => Ok(()),
+                Ok(_) => Err(SendFail::Dropped(errno::NOBUFS)),
+                Err(e) if is_broken(e) => {
+                    self.stats.broken += 1;
+                    self.state = State::Idle {
+                        retry_at_ns: now_ns.saturating_add(RETRY_NS),
+                    };
+                    Err(SendFail::Broken(e))
+                }
+                Err(e) => Err(SendFail::Dropped(e)),
+            });
+        match result {
+            Ok(()) => self.stats.sent += 1,
+            Err(_) => self.stats.dropped += 1,
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    #[derive(Default)]
+    struct Fake {
+        found: Option<i32>,
+        opens: VecDeque<Result<i32, i32>>,
+        sends: VecDeque<Result<usize, i32>>,
+        calls: Vec<String>,
+    }
+
+    impl UdpSys for Fake {
+        fn find(&mut self, dest: Dest) -> Option<i32> {
+            self.calls.push(format!("find {dest:?}"));
+            self.found
+        }
+        fn open(&mut self, dest: Dest, addr: SocketAddr) -> Result<i32, i32> {
+            self.calls.push(format!("open {dest:?} {addr}"));
+            self.opens.pop_front().unwrap_or(Err(errno::NOBUFS))
+        }
+        fn send(&mut self, fd: i32, d: &[u8]) -> Result<usize, i32> {
+            self.calls.push(format!("send {fd} {}", d.len()));
+            self.sends.pop_front().unwrap_or(Ok(d.len()))
+        }
+    }
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:8125".parse().expect("addr")
+    }
+
+    #[test]
+    fn adopts_a_siblings_socket_before_opening_one() {
+        let mut sys = Fake {
+            found: Some(9),
+            ..Fake::default()
+        };
+        let mut l = Link::new(Dest::Statsd, addr());
+        assert_eq!(l.send(&mut sys, b"abc", 0), Ok(()));
+        assert_eq!(l.send(&mut sys, b"de", 1), Ok(()));
+        assert_eq!(sys.calls, vec!["find Statsd", "send 9 3", "send 9 2"]);
+        assert_eq!(
+            l.stats,
+            LinkStats {
+                sent: 2,
+                adopted: 1,
+                ..LinkStats::default()
+            }
+        );
+    }
+
+    #[test]
+    fn opens_when_none_found_and_waits_after_a_failed_open() {
+        let mut sys = Fake {
+            opens: vec![Err(errno::NOBUFS), Ok(4)].into(),
+            ..Fake::default()
+        };
+        let mut l = Link::new(Dest::Relay, "10.0.0.1:8127".parse().expect("addr"));
+        assert_eq!(
+            l.send(&mut sys, b"a", 0),
+            Err(SendFail::NoSocket(errno::NOBUFS))
+        );
+        assert_eq!(
+            l.send(&mut sys, b"a", RETRY_NS - 1),
+            Err(SendFail::NoSocket(0))
+        );
+        assert_eq!(l.send(&mut sys, b"a", RETRY_NS), Ok(()));
+        assert_eq!(
+            sys.calls,
+            vec![
+                "find Relay",
+                "open Relay 10.0.0.1:8127",
+                "find Relay",
+                "open Relay 10.0.0.1:8127",
+                "send 4 1"
+            ]
+        );
+        assert_eq!(
+            l.stats,
+            LinkStats {
+                sent: 1,
+                dropped: 2,
+                opened: 1,
+                ..LinkStats::default()
+            }
+        );
+    }
+
+    #[test]
+    fn refused_or_full_drops_but_keeps_the_socket() {
+        let mut sys = Fake {
+            opens: vec![Ok(4)].into(),
+            sends: vec![Err(errno::AGAIN), Err(errno::CONNREFUSED)].into(),
+            ..Fake::default()
+        };
+        let mut l = Link::new(Dest::Statsd, addr());
+        assert_eq!(
+            l.send(&mut sys, b"a", 0),
+            Err(SendFail::Dropped(errno::AGAIN))
+        );
+        assert_eq!(
+            l.send(&mut sys, b"a", 1),
+            Err(SendFail::Dropped(errno::CONNREFUSED))
+        );
+        assert_eq!(l.send(&mut sys, b"a", 2), Ok(()));
+        assert_eq!(l.stats.opened, 1);
+        assert_eq!(l.stats.broken, 0);
+    }
+
+    #[test]
+    fn broken_fd_is_forgotten_and_found_again_later() {
+        let mut sys = Fake {
+            opens: vec![Ok(4)].into(),
+            sends: vec![Err(errno::BADF)].into(),
+            ..Fake::default()
+        };
+        let mut l = Link::new(Dest::Statsd, addr());
+        assert_eq!(
+            l.send(&mut sys, b"a", 0),
+            Err(SendFail::Broken(errno::BADF))
+        );
+        assert_eq!(l.send(&mut sys, b"a", 1), Err(SendFail::NoSocket(0)));
+        sys.found = Some(11);
+        assert_eq!(l.send(&mut sys, b"a", RETRY_NS), Ok(()));
+        assert_eq!(sys.calls.last().map(String::as_str), Some("send 11 1"));
+        assert_eq!(
+            l.stats,
+            LinkStats {
+                sent: 1,
+                dropped: 2,
+                opened: 1,
+                adopted: 1,
+                broken: 1
+            }
+        );
+    }
+
+    #[test]
+    fn short_send_is_a_drop() {
+        let mut sys = Fake {
+            opens: vec![Ok(4)].into(),
+            sends: vec![Ok(1)].into(),
+            ..Fake::default()
+        };
+        let mut l = Link::new(Dest::Relay, addr());
+        assert_eq!(
+            l.send(&mut sys, b"abc", 0),
+            Err(SendFail::Dropped(errno::NOBUFS))
+        );
+    }
+}
