@@ -80,14 +80,7 @@ impl HeaderTag {
 
 /// A header value as a tag value: cut at a char boundary.
 pub fn tag_value(value: &str) -> String {
-    if value.len() <= MAX_VALUE_LEN {
-        return value.to_owned();
-    }
-    let mut end = MAX_VALUE_LEN;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    value[..end].to_owned()
+    crate::text::truncate(value, MAX_VALUE_LEN)
 }
 
 #[cfg(test)]

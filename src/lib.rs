@@ -16,5 +16,6 @@ pub mod request;
 pub mod sampling;
 pub mod span;
 pub mod status;
+pub mod text;
 pub mod time;
 pub mod transport;

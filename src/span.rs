@@ -3,6 +3,7 @@
 
 use crate::record::Record;
 use crate::sampling::MECHANISM_RULE;
+use crate::text::truncate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -16,17 +17,6 @@ pub const MAX_SERVICE_LEN: usize = 100;
 pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_RESOURCE_LEN: usize = 5000;
 
-/// Cuts `s` to at most `max` bytes at a char boundary.
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
 
 /// Service names as the agent keeps them: lowercase, at most 100 bytes.
 pub fn normalize_service(s: &str) -> String {
