@@ -223,3 +223,126 @@ class Relay:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def counters(self, nth_from_end: int = 1) -> dict[str, int]:
+        """The totals of a `counters ...` line of the relay's stderr (default: the last one, which is
+        the final report after SIGTERM). Keys as printed: `pipe.received`, `spans_sent`,
+        `buffer_full`, `rss_bytes`... An empty dict if there is none."""
+        found = [line for line in self.log().splitlines() if " info: counters " in line]
+        if len(found) < nth_from_end:
+            return {}
+        return {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", found[-nth_from_end])}
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> None:
+        """Waits until the relay's stderr holds `text`; fails if it does not within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.proc is not None and self.proc.poll() is not None:
+                pytest.fail(f"relay exited with {self.proc.returncode} before logging {text!r}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"relay did not log {text!r} within {timeout}s:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+
+# --- Plugin records exactly as the guest writes them (for tests that feed the relay directly) ---
+#
+# The fallback line is `fallback::encode` (src/fallback.rs): compact JSON, fields in this order.
+# A binary frame is `binary::encode` (src/binary.rs): `TD`, version 1, flags 0, body length (u16 LE),
+# then the record as a MessagePack array in the field order of `Record` (src/record.rs).
+# Checked byte for byte against relay/examples/gen-records.
+
+
+@dataclass
+class PluginRecord:
+    span_id: int
+    trace_id: int
+    path: str
+    host: str = "a.test"
+    method: str = "GET"
+    status: int = 200
+    start_ns: int = 0
+    duration_ns: int = 1_250_000
+    client_addr: str = "10.1.2.3:55555"
+    user_agent: str = "relay-test/1"
+    trace_id_high: int = 0
+    service: str = "edge"
+    env: str = "test"
+    version: str = "1.2.3"
+    scheme: str = "http"
+    sampling_priority: int = 1
+
+    @property
+    def error_type(self) -> str:
+        return "client_error" if 400 <= self.status < 500 else "server_error" if self.status >= 500 else ""
+
+    def text(self) -> str:
+        """The guest's fallback line (no newline)."""
+        import datetime as dt
+        import json
+        secs, ns = divmod(self.start_ns, 1_000_000_000)
+        utc = dt.datetime.fromtimestamp(secs, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        fields = {
+            "marker": "traefik-datadog", "schema": 1, "StartUTC": f"{utc}.{ns // 1000:06d}Z",
+            "start_ns": self.start_ns, "Duration": self.duration_ns, "RequestHost": self.host,
+            "RequestMethod": self.method, "RequestPath": self.path, "RequestScheme": self.scheme,
+            "RequestProtocol": "HTTP/1.1", "DownstreamStatus": self.status, "status_source": "buffered",
+            "ClientHost": self.client_addr.rsplit(":", 1)[0], "ClientAddr": self.client_addr,
+            "request_User-Agent": self.user_agent, "dd.trace_id": str(self.trace_id),
+            "dd.trace_id_high": f"{self.trace_id_high:016x}", "dd.span_id": str(self.span_id),
+            "dd.parent_id": "0", "dd.service": self.service, "dd.env": self.env, "dd.version": self.version,
+            "dd.name": "traefik.request", "dd.resource": self.host, "dd.error": int(self.status >= 500),
+            "dd.error_type": self.error_type, "dd.sampling_priority": self.sampling_priority, "dd.sampling_mechanism": 0,
+            "dd.sample_rate": 1.0, "dd.origin": "", "dd.propagation_error": "", "dd.propagation_tags": "",
+        }
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+
+    def json_line(self) -> bytes:
+        """The line Traefik prints for it with `log.format: json` (as in testdata/traefik-3.7.15/json.log)."""
+        import json
+        message = json.dumps(self.text(), ensure_ascii=False)
+        return ('{"level":"info","entryPointName":"web","routerName":"web@file","middlewareName":"dd@file",'
+                f'"middlewareType":"wasm","time":"2026-11-25T14:49:47Z","message":{message}}}\n').encode()
+
+    def console_line(self) -> bytes:
+        """The line Traefik prints with `log.format: common` and colours."""
+        return ("\x1b[90m2026-11-25T14:49:47Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m" + self.text()
+                + "\x1b[0m \x1b[36mentryPointName=\x1b[0mweb \x1b[36mmiddlewareName=\x1b[0mdd@file "
+                "\x1b[36mmiddlewareType=\x1b[0mwasm \x1b[36mrouterName=\x1b[0mweb@file\n").encode()
+
+    def frame(self, version: int = 1) -> bytes:
+        """The binary frame the guest writes to the FIFO (and sends as one datagram in network mode)."""
+        import msgpack
+        body = msgpack.packb([
+            self.start_ns, self.duration_ns, self.host, self.method, self.path, self.scheme, "HTTP/1.1",
+            self.status, "buffered", self.client_addr, self.user_agent, self.trace_id_high, self.trace_id,
+            self.span_id, 0, self.sampling_priority, 0, 1.0, self.service, self.env, self.version, "traefik.request", self.host,
+            self.status >= 500, "", "", "", {}, False,
+        ], use_bin_type=True)
+        return b"TD" + bytes([version, 0]) + len(body).to_bytes(2, "little") + body
+
+
+def plugin_records(prefix: str, count: int, start: int = 0) -> list[PluginRecord]:
+    """`count` records with unique paths `<prefix>/<n>` and unique span and trace ids (random base)."""
+    import random
+    base = random.SystemRandom().randrange(1 << 40, 1 << 61)
+    now = time.time_ns()
+    statuses = (200, 200, 201, 404, 503)
+    return [PluginRecord(span_id=base + n, trace_id=base + 7 * n + 3, path=f"{prefix}/{n}",
+                         host=("a.test", "b.test", "c.test")[n % 3], status=statuses[n % len(statuses)],
+                         start_ns=now + n * 1000, trace_id_high=(now // 1_000_000_000) << 32)
+            for n in range(start, start + count)]
+
+
+def span_path(span: dict[str, Any]) -> str:
+    """The request path of a span, from `http.url`."""
+    url = span.get("meta", {}).get("http.url", "")
+    return "/" + url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url
+
+
+def spans_by_path(agent: "TestAgent", prefix: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for s in agent.spans():
+        p = span_path(s)
+        if p.startswith(prefix):
+            out.setdefault(p, []).append(s)
+    return out
