@@ -1,8 +1,10 @@
 //! `--follow PATH`: a log file followed like `tail -F`.
 //!
 //! - The file may not exist yet: it is read from its start once it appears.
-//! - Rotation by rename (the path now names another inode): the old file is
-//!   read to its end first, then the new one from its start.
+//! - Rotation by rename (the path now names another inode): the new file is
+//!   read from its start, and the old one stays open and is read too until
+//!   it has had nothing new for [`ROTATE_WAIT`]: Traefik (logrotate `create`
+//!   plus USR1) keeps appending to the renamed file until it reopens the path.
 //! - Copy-truncate (the file got shorter, or its first bytes changed): read
 //!   again from the start.
 //! - A partial last line waits for its newline.
@@ -31,6 +33,16 @@ use std::time::{Duration, Instant};
 const HEAD_LEN: u64 = 256;
 const POLL: Duration = Duration::from_millis(200);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How long a rotated-away file is still read after its last new byte.
+pub const ROTATE_WAIT: Duration = Duration::from_secs(5);
+
+/// A rotated-away file still being read, with its own line state.
+#[derive(Debug)]
+struct Draining {
+    cur: Current,
+    splitter: LineSplitter,
+    last_data: Instant,
+}
 
 /// Where reading stopped, as kept in the state file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +179,9 @@ pub struct Follower {
     path: PathBuf,
     splitter: LineSplitter,
     cur: Option<Current>,
+    draining: Option<Draining>,
+    rotate_wait: Duration,
+    max_line: usize,
     started: bool,
     from: FollowFrom,
     saved: Option<Position>,
@@ -179,6 +194,9 @@ impl Follower {
             path: path.to_owned(),
             splitter: LineSplitter::new(max_line),
             cur: None,
+            draining: None,
+            rotate_wait: ROTATE_WAIT,
+            max_line,
             started: false,
             from,
             saved,
@@ -278,26 +296,38 @@ impl Follower {
     }
 
     fn read_some(&mut self, sink: &mut impl LineSink) -> io::Result<usize> {
-        let Some(cur) = self.cur.as_mut() else {
+        match self.cur.as_mut() {
+            Some(cur) => read_into(cur, &mut self.splitter, &mut self.buf, sink),
+            None => Ok(0),
+        }
+    }
+
+    /// Reads what was appended to the rotated-away file; closes it once it
+    /// has been quiet for [`ROTATE_WAIT`].
+    fn drain_rotated(&mut self, sink: &mut impl LineSink) -> io::Result<usize> {
+        let Some(d) = self.draining.as_mut() else {
             return Ok(0);
         };
-        let n = loop {
-            match cur.file.read(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => break r?,
-            }
-        };
-        cur.pos += n as u64;
-        if cur.head.is_none() && cur.pos >= HEAD_LEN {
-            // Remember the head as soon as there is one, to notice a
-            // rewrite even if it grows past our offset before we look.
-            cur.head = Some(head_hash(&cur.file, HEAD_LEN)?);
+        let n = read_into(&mut d.cur, &mut d.splitter, &mut self.buf, sink)?;
+        if n > 0 {
+            d.last_data = Instant::now();
+        } else if d.last_data.elapsed() >= self.rotate_wait {
+            d.splitter.finish(sink);
+            info!(
+                "follow {}: done with the rotated file (quiet for {:?})",
+                self.path.display(),
+                self.rotate_wait
+            );
+            self.draining = None;
         }
-        self.splitter.feed(&self.buf[..n], sink);
         Ok(n)
     }
 
     pub fn poll(&mut self, sink: &mut impl LineSink) -> io::Result<Poll> {
+        let drained = self.drain_rotated(sink)?;
+        if drained > 0 {
+            return Ok(Poll::Data(drained));
+        }
         if self.cur.is_none() {
             if !self.started {
                 self.start()?;
@@ -341,19 +371,30 @@ impl Follower {
         }
         match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) != (cur.dev, cur.ino) => {
-                // Renamed away and replaced. Writers may have appended to the
-                // old file after our last read: drain it, then switch.
-                while self.read_some(sink)? > 0 {}
-                self.splitter.finish(sink);
-                info!(
-                    "follow {}: rotated; reading the new file",
-                    self.path.display()
-                );
-                self.cur = match Current::open(&self.path, Some(0)) {
-                    Ok(c) => Some(c),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                // Renamed away and replaced. Writers keep appending to the
+                // old file until they reopen the path: keep reading it too.
+                let next = match Current::open(&self.path, Some(0)) {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Poll::Idle),
                     Err(e) => return Err(e),
                 };
+                info!(
+                    "follow {}: rotated; reading the new file, and the old one until it is quiet",
+                    self.path.display()
+                );
+                if let Some(mut d) = self.draining.take() {
+                    // Rotated twice within ROTATE_WAIT: the oldest is done.
+                    while read_into(&mut d.cur, &mut d.splitter, &mut self.buf, sink)? > 0 {}
+                    d.splitter.finish(sink);
+                }
+                let old = std::mem::replace(cur, next);
+                let splitter =
+                    std::mem::replace(&mut self.splitter, LineSplitter::new(self.max_line));
+                self.draining = Some(Draining {
+                    cur: old,
+                    splitter,
+                    last_data: Instant::now(),
+                });
                 Ok(Poll::Switched)
             }
             // Truncation is checked on the next poll, on our own descriptor.
@@ -364,6 +405,29 @@ impl Follower {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Reads once from `cur` into `splitter`.
+fn read_into(
+    cur: &mut Current,
+    splitter: &mut LineSplitter,
+    buf: &mut [u8],
+    sink: &mut impl LineSink,
+) -> io::Result<usize> {
+    let n = loop {
+        match cur.file.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r?,
+        }
+    };
+    cur.pos += n as u64;
+    if cur.head.is_none() && cur.pos >= HEAD_LEN {
+        // Remember the head as soon as there is one, to notice a rewrite
+        // even if it grows past our offset before we look.
+        cur.head = Some(head_hash(&cur.file, HEAD_LEN)?);
+    }
+    splitter.feed(&buf[..n], sink);
+    Ok(n)
 }
 
 /// A file in the same directory as `path` with this device and inode.
@@ -590,10 +654,11 @@ mod tests {
     }
 
     #[test]
-    fn rotation_by_rename_drains_the_old_file_first() {
+    fn rotation_by_rename_keeps_reading_the_old_file_until_quiet() {
         let d = Dir::new("rename");
         append(&d.log(), "1\n");
         let mut f = Follower::new(&d.log(), 1024, FollowFrom::Beginning, None);
+        f.rotate_wait = Duration::from_millis(300);
         assert_eq!(drain(&mut f), vec!["1\n"]);
         let rotated = d.0.join("traefik.log.1");
         std::fs::rename(d.log(), &rotated).expect("rename");
@@ -605,7 +670,20 @@ mod tests {
             "no new file yet: keep the old one"
         );
         append(&d.log(), "4\n");
-        assert_eq!(drain(&mut f), vec!["3", "4\n"]);
+        assert_eq!(drain(&mut f), vec!["4\n"]);
+        // The writer has not reopened the path yet (logrotate create + USR1).
+        append(&rotated, "\n5\n");
+        append(&d.log(), "6");
+        assert_eq!(drain(&mut f), vec!["3\n", "5\n"]);
+        // Quiet for rotate_wait: a half line left in the old file is handed
+        // on as it is, and the old file is closed.
+        append(&rotated, "7");
+        assert_eq!(drain(&mut f), Vec::<String>::new());
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(drain(&mut f), vec!["7"]);
+        assert!(f.draining.is_none());
+        append(&d.log(), "\n");
+        assert_eq!(drain(&mut f), vec!["6\n"]);
     }
 
     #[test]
