@@ -17,7 +17,6 @@ pub const MAX_SERVICE_LEN: usize = 100;
 pub const MAX_NAME_LEN: usize = 100;
 pub const MAX_RESOURCE_LEN: usize = 5000;
 
-
 /// Service names as the agent keeps them: lowercase, at most 100 bytes.
 pub fn normalize_service(s: &str) -> String {
     truncate(&s.to_lowercase(), MAX_SERVICE_LEN)
