@@ -351,11 +351,10 @@ def test_incoming_context_is_continued(stack: Stack) -> None:
     print(f"[{stack.style}] continued: {pair.describe()}")
 
 
+@pytest.mark.parametrize("stack", ["b3"], indirect=True)
 def test_b3_debug_flag_is_kept_by_plugin_and_sent_as_sampled(stack: Stack) -> None:
     """B3 `x-b3-flags: 1` (debug) is priority 2 for the plugin span; upstream it goes as
     `x-b3-sampled: 1`, as nginx-datadog's dd-trace-cpp injects B3, so ddtrace sees priority 1."""
-    if stack.style != "b3":
-        pytest.skip("B3 only")
     path, echo = stack.send("main", "debug", incoming("b3", priority=2))
     pair = stack.collect({path: echo})[path]
     assert (pair.plugin["trace_id"], pair.plugin["parent_id"], prio(pair.plugin)) == (T_LOW, P, 2.0)
