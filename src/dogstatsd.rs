@@ -96,6 +96,11 @@ pub fn request_tags(r: &Record) -> String {
     if let Some(class) = status_class(r.status) {
         push_tag(&mut t, "http.status_class", &class);
     }
+    // As the agent's `synthetics` stats dimension, so monitors can leave
+    // Synthetic test traffic out of these metrics too.
+    if r.origin.starts_with("synthetics") {
+        push_tag(&mut t, "synthetics", "true");
+    }
     t
 }
 
@@ -321,6 +326,13 @@ mod tests {
         );
         assert_eq!(status_class(404).as_deref(), Some("4xx"));
         assert_eq!(status_class(0), None);
+        r.origin = "synthetics-browser".into();
+        assert_eq!(
+            request_tags(&r),
+            "service:edge,resource:a.example,http.method:GET,synthetics:true"
+        );
+        r.origin = "rum".into();
+        assert!(!request_tags(&r).contains("synthetics"));
     }
 
     #[test]
