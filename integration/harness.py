@@ -27,6 +27,9 @@ REPO_DIR = INTEGRATION_DIR.parent
 MODULE_NAME = "traefik-datadog-plugin"  # ./plugins-local/src/<MODULE_NAME>/
 PLUGIN_NAME = "datadog"  # experimental.localPlugins.<PLUGIN_NAME>
 DEFAULT_PLUGIN_DIR = REPO_DIR / "build" / "plugins-local" / "src" / MODULE_NAME
+# The socket build (plugin-net.wasm as plugin.wasm), loaded under its own moduleName.
+NET_MODULE_NAME = "traefik-datadog-plugin-net"
+NET_PLUGIN_DIR = Path(os.environ.get("NET_PLUGIN_DIR") or REPO_DIR / "build" / "plugins-local" / "src" / NET_MODULE_NAME)
 READY_PREFIX = "/__ready/"
 READY_HOST = "ready.test"
 
@@ -38,6 +41,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped for the UDP socket(s) bound to 127.0.0.1:<port> (receive buffer
+    full), from the `drops` column of /proc/net/udp."""
+    want = f"0100007F:{port:04X}"
+    total = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 13 and cols[1] == want:
+            total += int(cols[12])
+    return total
 
 
 def find_traefik() -> str:
@@ -61,9 +82,10 @@ def find_traefik() -> str:
     )
 
 
-def find_plugin_dir() -> Path:
-    """The built plugin ($PLUGIN_DIR or build/plugins-local/src/traefik-datadog-plugin). Fails if missing."""
-    d = Path(os.environ.get("PLUGIN_DIR") or DEFAULT_PLUGIN_DIR)
+def find_plugin_dir(default: Path | None = None) -> Path:
+    """The built plugin ($PLUGIN_DIR or build/plugins-local/src/traefik-datadog-plugin). Fails if missing.
+    With ``default`` (e.g. NET_PLUGIN_DIR) that folder is used, whatever $PLUGIN_DIR says."""
+    d = Path(default) if default is not None else Path(os.environ.get("PLUGIN_DIR") or DEFAULT_PLUGIN_DIR)
     missing = [n for n in (".traefik.yml", "plugin.wasm") if not (d / n).is_file()]
     if missing:
         pytest.fail(f"plugin not built: {', '.join(missing)} missing in {d} (run `make build` or set PLUGIN_DIR)")
@@ -134,6 +156,9 @@ class Traefik:
         binary: str | None = None,
         mounts: list[str] | None = None,
         pipe_output: bool = False,
+        plugin_dir: Path | None = None,
+        module_name: str = MODULE_NAME,
+        watch: bool = False,
     ):
         self.workdir = workdir
         self.backend = backend
@@ -146,6 +171,11 @@ class Traefik:
         self.mounts = list(mounts or [])
         # Traefik's stdout goes to self.proc.stdout (to feed a relay) instead of log_path.
         self.pipe_output = pipe_output
+        # Another built plugin folder (NET_PLUGIN_DIR) under its own moduleName (NET_MODULE_NAME).
+        self.plugin_dir = plugin_dir
+        self.module_name = module_name
+        # File provider `watch: true`: rewrite_dynamic() then reloads the configuration.
+        self.watch = watch
         self.ports = {name: free_port() for name in self.routes}
         self.log_path = workdir / "traefik.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -162,8 +192,10 @@ class Traefik:
             "log": log,
             "providers": {"file": {"filename": str(self.workdir / "dynamic.yml")}},
         }
+        if self.watch:
+            cfg["providers"]["file"]["watch"] = True
         if self.middlewares:
-            plugin: dict[str, Any] = {"moduleName": MODULE_NAME}
+            plugin: dict[str, Any] = {"moduleName": self.module_name}
             if self.mounts:
                 plugin["settings"] = {"mounts": self.mounts}
             cfg["experimental"] = {"localPlugins": {PLUGIN_NAME: plugin}}
@@ -188,8 +220,8 @@ class Traefik:
     def start(self, timeout: float = 30.0) -> "Traefik":
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.middlewares:
-            plugin_src = find_plugin_dir()
-            dest = self.workdir / "plugins-local" / "src" / MODULE_NAME
+            plugin_src = find_plugin_dir(self.plugin_dir)
+            dest = self.workdir / "plugins-local" / "src" / self.module_name
             shutil.copytree(plugin_src, dest)
         # JSON is YAML: values keep their JSON types (a quoted "1" stays a string).
         (self.workdir / "traefik.yml").write_text(json.dumps(self.static_config(), indent=2))
@@ -241,6 +273,20 @@ class Traefik:
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
+
+    def rewrite_dynamic(self, middlewares: dict[str, dict[str, Any]] | None = None) -> None:
+        """Writes dynamic.yml again (with ``middlewares`` replacing the current ones, if given),
+        atomically (rename), for a Traefik started with ``watch=True`` to reload."""
+        if middlewares is not None:
+            self.middlewares = dict(middlewares)
+        tmp = self.workdir / "dynamic.yml.tmp"
+        tmp.write_text(json.dumps(self.dynamic_config(), indent=2))
+        os.replace(tmp, self.workdir / "dynamic.yml")
+
+    def open_fds(self) -> int:
+        """Open file descriptors of the Traefik process (entries of /proc/<pid>/fd)."""
+        assert self.proc is not None
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     # --- access ------------------------------------------------------------------------
     def url(self, route: str) -> str:

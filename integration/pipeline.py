@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from datadog import Relay, StatsdListener, TestAgent
-from harness import DD_CONFIG, READY_PREFIX, Route, Traefik
+from harness import DD_CONFIG, NET_MODULE_NAME, NET_PLUGIN_DIR, READY_PREFIX, Route, Traefik, free_udp_port
 
 FIFO_NAME = "traefik-datadog.fifo"
 GUEST_DIR = "/run/dd"
@@ -77,4 +77,33 @@ def start_log_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *, lo
     return Pipeline(agent, statsd, relay, traefik, Path())
 
 
-__all__ = ["Pipeline", "start_pipe_pipeline", "start_log_pipeline", "READY_PREFIX"]
+def network_config(statsd_port: int, relay_port: int, **extra: Any) -> dict[str, Any]:
+    """The plugin configuration of network mode: DogStatsD to 127.0.0.1:<statsd_port>, span frames
+    to the relay's --udp input at 127.0.0.1:<relay_port>."""
+    return {**DD_CONFIG, "mode": "network", "agentHost": "127.0.0.1", "statsdPort": statsd_port,
+            "relayAddress": f"127.0.0.1:{relay_port}", **extra}
+
+
+def start_network_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *,
+                           plugin: dict[str, Any] | None = None, relay_extra: list[str] | None = None,
+                           start_relay: bool = True, **traefik_extra: Any) -> Pipeline:
+    """Traefik + plugin-net.wasm (moduleName traefik-datadog-plugin-net) in `mode: network`:
+    DogStatsD lines straight to the StatsdListener, a CRC-checked frame per request to
+    `relay --udp` (which sends spans to the test agent and the metrics of records whose DogStatsD
+    did not go out). With ``start_relay=False`` the relay is built but not started (nobody listens
+    on its port). `fifo` is unused (Path())."""
+    agent = TestAgent(tmp / "agent").start()
+    statsd = StatsdListener()
+    udp_port = free_udp_port()
+    relay = Relay(tmp / "relay", relay_args(agent, statsd, "--udp", f"127.0.0.1:{udp_port}") + list(relay_extra or []))
+    if start_relay:
+        relay.start()
+        relay.wait_log("udp: listening on")
+    conf = network_config(statsd.port, udp_port, **(plugin or {}))
+    traefik = traefik_factory(middlewares={"dd": conf}, routes=[Route("web", ["dd"])],
+                              plugin_dir=NET_PLUGIN_DIR, module_name=NET_MODULE_NAME, **traefik_extra)
+    return Pipeline(agent, statsd, relay, traefik, Path())
+
+
+__all__ = ["Pipeline", "start_pipe_pipeline", "start_log_pipeline", "start_network_pipeline", "network_config",
+           "READY_PREFIX"]
