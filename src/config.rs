@@ -45,6 +45,11 @@ pub struct Config {
     pub agent_host: String,
     pub statsd_port: u16,
     pub relay_address: SocketAddr,
+    /// Network mode: also send each request's DogStatsD lines straight to
+    /// `agentHost:statsdPort`. Off by default: on Traefik <= 3.7.15 the host
+    /// race (traefik#11629) delivers cut lines and sibling's lines there,
+    /// while the relay's metrics come from checksummed frames.
+    pub direct_statsd: bool,
     pub sample_rate: f64,
     /// Path prefixes never buffered (large downloads, long polls).
     pub unbuffered_paths: Vec<String>,
@@ -78,6 +83,7 @@ impl Default for Config {
             agent_host: "127.0.0.1".to_owned(),
             statsd_port: 8125,
             relay_address: SocketAddr::from(([127, 0, 0, 1], 8127)),
+            direct_statsd: false,
             sample_rate: 1.0,
             unbuffered_paths: Vec::new(),
             unbuffered_hosts: Vec::new(),
@@ -111,6 +117,7 @@ pub const KEYS: &[&str] = &[
     "agentHost",
     "statsdPort",
     "relayAddress",
+    "directStatsd",
     "sampleRate",
     "unbufferedPaths",
     "unbufferedHosts",
@@ -174,11 +181,11 @@ impl Config {
                 });
             }
         }
-        if c.mode == Mode::Network && c.agent_host.parse::<IpAddr>().is_err() {
+        if c.direct_statsd && c.agent_host.parse::<IpAddr>().is_err() {
             errors.push(KeyError {
                 key: "agentHost".to_owned(),
                 problem: format!(
-                    "{:?} must be a literal IP address in network mode (the guest cannot resolve names safely)",
+                    "{:?} must be a literal IP address with directStatsd (the guest cannot resolve names safely)",
                     c.agent_host
                 ),
             });
@@ -241,6 +248,7 @@ impl Config {
                     format!("{s:?} is not a literal IP address and port like \"127.0.0.1:8127\"")
                 })?;
             }
+            "directStatsd" => self.direct_statsd = boolean(v)?,
             "sampleRate" => {
                 let r = number(v)?;
                 if !(0.0..=1.0).contains(&r) {
@@ -571,9 +579,10 @@ mod tests {
     #[test]
     fn network_mode_requires_ip_agent_host() {
         assert_eq!(
-            err(r#"{"mode":"network","agentHost":"datadog-agent"}"#),
-            "key \"agentHost\": \"datadog-agent\" must be a literal IP address in network mode (the guest cannot resolve names safely)"
+            err(r#"{"mode":"network","directStatsd":"true","agentHost":"datadog-agent"}"#),
+            "key \"agentHost\": \"datadog-agent\" must be a literal IP address with directStatsd (the guest cannot resolve names safely)"
         );
+        assert!(parse(r#"{"mode":"network","agentHost":"datadog-agent"}"#).is_ok());
         assert!(parse(r#"{"mode":"log","agentHost":"datadog-agent"}"#).is_ok());
     }
 

@@ -10,6 +10,14 @@
 //! there is none: the number of sockets stays near the peak concurrency of
 //! the first burst instead of growing with every new instance. A socket the
 //! instance did not open is never closed by it.
+//!
+//! A connected UDP socket learns that nobody listens only afterwards: the
+//! kernel reports a datagram's "port unreachable" as `ECONNREFUSED` on the
+//! *next* send, and that send does not go out. Taking that answer as "the
+//! destination is down" for [`RETRY_NS`] sends every record the fallback way
+//! meanwhile; when the window ends, an empty probe datagram goes first, so on
+//! loopback the refusal lands on the probe's successor, which falls back,
+//! instead of losing a real record. Readers ignore empty datagrams.
 
 use std::net::SocketAddr;
 
@@ -53,6 +61,9 @@ pub trait UdpSys {
 pub enum SendFail {
     /// No socket: opening failed (errno) or waiting out [`RETRY_NS`].
     NoSocket(i32),
+    /// The destination refused a datagram lately: not tried until
+    /// [`RETRY_NS`] has passed.
+    Down,
     /// The socket is fine but this datagram was refused (full buffer,
     /// nobody listening): dropped.
     Dropped(i32),
@@ -81,12 +92,23 @@ pub struct LinkStats {
     pub opened: u64,
     pub adopted: u64,
     pub broken: u64,
+    pub refused: u64,
 }
 
 #[derive(Debug)]
 enum State {
-    Idle { retry_at_ns: i64 },
-    Ready(i32),
+    Idle {
+        retry_at_ns: i64,
+    },
+    /// `probe`: send an empty datagram before the next real one.
+    Ready {
+        fd: i32,
+        probe: bool,
+    },
+    Down {
+        fd: i32,
+        retry_at_ns: i64,
+    },
 }
 
 /// One destination of one instance.
@@ -110,9 +132,11 @@ impl Link {
         }
     }
 
-    fn socket<S: UdpSys>(&mut self, sys: &mut S, now_ns: i64) -> Result<i32, SendFail> {
+    fn socket<S: UdpSys>(&mut self, sys: &mut S, now_ns: i64) -> Result<(i32, bool), SendFail> {
         match self.state {
-            State::Ready(fd) => return Ok(fd),
+            State::Ready { fd, probe } => return Ok((fd, probe)),
+            State::Down { retry_at_ns, .. } if now_ns < retry_at_ns => return Err(SendFail::Down),
+            State::Down { fd, .. } => return Ok((fd, true)),
             State::Idle { retry_at_ns } if now_ns < retry_at_ns => {
                 return Err(SendFail::NoSocket(0));
             }
@@ -120,14 +144,12 @@ impl Link {
         }
         if let Some(fd) = sys.find(self.dest) {
             self.stats.adopted += 1;
-            self.state = State::Ready(fd);
-            return Ok(fd);
+            return Ok((fd, true));
         }
         match sys.open(self.dest, self.addr) {
             Ok(fd) => {
                 self.stats.opened += 1;
-                self.state = State::Ready(fd);
-                Ok(fd)
+                Ok((fd, true))
             }
             Err(e) => {
                 self.state = State::Idle {
@@ -138,27 +160,48 @@ impl Link {
         }
     }
 
-    /// Sends one datagram with one call; never blocks, never retries.
+    fn fail(&mut self, fd: i32, e: i32, now_ns: i64) -> SendFail {
+        let retry_at_ns = now_ns.saturating_add(RETRY_NS);
+        if e == errno::CONNREFUSED {
+            self.stats.refused += 1;
+            self.state = State::Down { fd, retry_at_ns };
+            SendFail::Down
+        } else if is_broken(e) {
+            self.stats.broken += 1;
+            self.state = State::Idle { retry_at_ns };
+            SendFail::Broken(e)
+        } else {
+            self.state = State::Ready { fd, probe: false };
+            SendFail::Dropped(e)
+        }
+    }
+
+    /// Sends one datagram with one call (two after a pause: probe first);
+    /// never blocks, never retries.
     pub fn send<S: UdpSys>(
         &mut self,
         sys: &mut S,
         datagram: &[u8],
         now_ns: i64,
     ) -> Result<(), SendFail> {
-        let result = self
-            .socket(sys, now_ns)
-            .and_then(|fd| match sys.send(fd, datagram) {
-                Ok(n) if n == datagram.len() => Ok(()),
-                Ok(_) => Err(SendFail::Dropped(errno::NOBUFS)),
-                Err(e) if is_broken(e) => {
-                    self.stats.broken += 1;
-                    self.state = State::Idle {
-                        retry_at_ns: now_ns.saturating_add(RETRY_NS),
-                    };
-                    Err(SendFail::Broken(e))
+        let result = self.socket(sys, now_ns).and_then(|(fd, probe)| {
+            if probe {
+                if let Err(e) = sys.send(fd, &[]) {
+                    return Err(self.fail(fd, e, now_ns));
                 }
-                Err(e) => Err(SendFail::Dropped(e)),
-            });
+            }
+            match sys.send(fd, datagram) {
+                Ok(n) if n == datagram.len() => {
+                    self.state = State::Ready { fd, probe: false };
+                    Ok(())
+                }
+                Ok(_) => {
+                    self.state = State::Ready { fd, probe: false };
+                    Err(SendFail::Dropped(errno::NOBUFS))
+                }
+                Err(e) => Err(self.fail(fd, e, now_ns)),
+            }
+        });
         match result {
             Ok(()) => self.stats.sent += 1,
             Err(_) => self.stats.dropped += 1,
@@ -199,6 +242,14 @@ mod tests {
         "127.0.0.1:8125".parse().expect("addr")
     }
 
+    fn fake(opens: Vec<Result<i32, i32>>, sends: Vec<Result<usize, i32>>) -> Fake {
+        Fake {
+            opens: opens.into(),
+            sends: sends.into(),
+            ..Fake::default()
+        }
+    }
+
     #[test]
     fn adopts_a_siblings_socket_before_opening_one() {
         let mut sys = Fake {
@@ -208,7 +259,11 @@ mod tests {
         let mut l = Link::new(Dest::Statsd, addr());
         assert_eq!(l.send(&mut sys, b"abc", 0), Ok(()));
         assert_eq!(l.send(&mut sys, b"de", 1), Ok(()));
-        assert_eq!(sys.calls, vec!["find Statsd", "send 9 3", "send 9 2"]);
+        // An empty probe first, then one call per datagram.
+        assert_eq!(
+            sys.calls,
+            vec!["find Statsd", "send 9 0", "send 9 3", "send 9 2"]
+        );
         assert_eq!(
             l.stats,
             LinkStats {
@@ -221,10 +276,7 @@ mod tests {
 
     #[test]
     fn opens_when_none_found_and_waits_after_a_failed_open() {
-        let mut sys = Fake {
-            opens: vec![Err(errno::NOBUFS), Ok(4)].into(),
-            ..Fake::default()
-        };
+        let mut sys = fake(vec![Err(errno::NOBUFS), Ok(4)], vec![]);
         let mut l = Link::new(Dest::Relay, "10.0.0.1:8127".parse().expect("addr"));
         assert_eq!(
             l.send(&mut sys, b"a", 0),
@@ -242,6 +294,7 @@ mod tests {
                 "open Relay 10.0.0.1:8127",
                 "find Relay",
                 "open Relay 10.0.0.1:8127",
+                "send 4 0",
                 "send 4 1"
             ]
         );
@@ -257,33 +310,92 @@ mod tests {
     }
 
     #[test]
-    fn refused_or_full_drops_but_keeps_the_socket() {
-        let mut sys = Fake {
-            opens: vec![Ok(4)].into(),
-            sends: vec![Err(errno::AGAIN), Err(errno::CONNREFUSED)].into(),
-            ..Fake::default()
-        };
+    fn full_buffer_drops_but_keeps_the_socket() {
+        let mut sys = fake(vec![Ok(4)], vec![Ok(0), Err(errno::AGAIN)]);
         let mut l = Link::new(Dest::Statsd, addr());
         assert_eq!(
             l.send(&mut sys, b"a", 0),
             Err(SendFail::Dropped(errno::AGAIN))
         );
-        assert_eq!(
-            l.send(&mut sys, b"a", 1),
-            Err(SendFail::Dropped(errno::CONNREFUSED))
-        );
         assert_eq!(l.send(&mut sys, b"a", 2), Ok(()));
-        assert_eq!(l.stats.opened, 1);
-        assert_eq!(l.stats.broken, 0);
+        assert_eq!(
+            sys.calls,
+            vec![
+                "find Statsd",
+                "open Statsd 127.0.0.1:8125",
+                "send 4 0",
+                "send 4 1",
+                "send 4 1"
+            ]
+        );
+        assert_eq!((l.stats.opened, l.stats.broken), (1, 0));
+    }
+
+    #[test]
+    fn refused_means_down_for_a_while_then_probe_first() {
+        // The probe goes out; the real datagram learns of an earlier
+        // datagram's refusal: nobody listens.
+        let mut sys = fake(
+            vec![Ok(4)],
+            vec![
+                Ok(0),
+                Err(errno::CONNREFUSED),
+                Ok(0),
+                Err(errno::CONNREFUSED),
+                Ok(0),
+                Ok(1),
+                Ok(0),
+            ],
+        );
+        let mut l = Link::new(Dest::Relay, addr());
+        assert_eq!(l.send(&mut sys, b"a", 0), Err(SendFail::Down));
+        // Down: nothing is sent at all until the window ends.
+        assert_eq!(l.send(&mut sys, b"a", RETRY_NS - 1), Err(SendFail::Down));
+        assert_eq!(sys.calls.len(), 4, "{:?}", sys.calls);
+        // Window over: probe, then the real datagram is refused again.
+        assert_eq!(l.send(&mut sys, b"a", RETRY_NS), Err(SendFail::Down));
+        // Listening again: probe, then the datagram goes; then no probe.
+        assert_eq!(l.send(&mut sys, b"a", 2 * RETRY_NS), Ok(()));
+        assert_eq!(
+            l.send(&mut sys, b"b", 2 * RETRY_NS + 1),
+            Err(SendFail::Dropped(errno::NOBUFS))
+        );
+        assert_eq!(
+            sys.calls,
+            vec![
+                "find Relay",
+                "open Relay 127.0.0.1:8125",
+                "send 4 0",
+                "send 4 1",
+                "send 4 0",
+                "send 4 1",
+                "send 4 0",
+                "send 4 1",
+                "send 4 1",
+            ]
+        );
+        assert_eq!(l.stats.refused, 2);
+        assert_eq!(
+            l.stats.opened, 1,
+            "the socket is kept while the destination is down"
+        );
+    }
+
+    #[test]
+    fn a_refused_probe_is_down_too() {
+        let mut sys = Fake {
+            found: Some(3),
+            sends: vec![Err(errno::CONNREFUSED)].into(),
+            ..Fake::default()
+        };
+        let mut l = Link::new(Dest::Relay, addr());
+        assert_eq!(l.send(&mut sys, b"a", 0), Err(SendFail::Down));
+        assert_eq!(sys.calls, vec!["find Relay", "send 3 0"]);
     }
 
     #[test]
     fn broken_fd_is_forgotten_and_found_again_later() {
-        let mut sys = Fake {
-            opens: vec![Ok(4)].into(),
-            sends: vec![Err(errno::BADF)].into(),
-            ..Fake::default()
-        };
+        let mut sys = fake(vec![Ok(4)], vec![Err(errno::BADF)]);
         let mut l = Link::new(Dest::Statsd, addr());
         assert_eq!(
             l.send(&mut sys, b"a", 0),
@@ -300,18 +412,15 @@ mod tests {
                 dropped: 2,
                 opened: 1,
                 adopted: 1,
-                broken: 1
+                broken: 1,
+                refused: 0
             }
         );
     }
 
     #[test]
     fn short_send_is_a_drop() {
-        let mut sys = Fake {
-            opens: vec![Ok(4)].into(),
-            sends: vec![Ok(1)].into(),
-            ..Fake::default()
-        };
+        let mut sys = fake(vec![Ok(4)], vec![Ok(0), Ok(1)]);
         let mut l = Link::new(Dest::Relay, addr());
         assert_eq!(
             l.send(&mut sys, b"abc", 0),

@@ -1,6 +1,7 @@
 //! Where records leave the guest. `pipe`/`auto`: the FIFO when it works;
-//! `network` (the plugin-net.wasm build): DogStatsD lines to the agent and a
-//! checksummed frame to the relay over UDP; and whenever those fail, or in
+//! `network` (the plugin-net.wasm build): a checksummed frame to the relay
+//! over UDP (and with `directStatsd` the DogStatsD lines straight to the
+//! agent); and whenever those fail, or in
 //! `log` mode, the fallback log line, so no record is ever dropped silently.
 
 use super::pipe::WasiPipe;
@@ -95,12 +96,13 @@ mod network {
 
     impl Net {
         pub fn new(config: &Config) -> Self {
-            // Validation guarantees a literal IP in network mode; in auto a
-            // name cannot be resolved safely, so DogStatsD is left to the relay.
+            // Off by default: the host race cuts and duplicates DogStatsD
+            // lines, which carry no checksum; the relay builds the metrics
+            // from checked frames instead. Validation guarantees a literal IP.
             let statsd = config
-                .agent_host
-                .parse::<IpAddr>()
-                .ok()
+                .direct_statsd
+                .then(|| config.agent_host.parse::<IpAddr>().ok())
+                .flatten()
                 .map(|ip| Link::new(Dest::Statsd, SocketAddr::new(ip, config.statsd_port)));
             Self {
                 sys: WasiUdp,
