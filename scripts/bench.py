@@ -40,6 +40,8 @@ VARIANTS = {
     "log (console format)": ("common", {"mode": "log"}, None),
     "pipe (drain reader)": ("json", {"mode": "pipe"}, "drain"),
     "pipe (relay)": ("json", {"mode": "pipe"}, "relay"),
+    "pipe (drain, no propagation)": ("json", {"mode": "pipe", "propagationStyleExtract": "none",
+                                              "propagationStyleInject": "none"}, "drain"),
     "network (relay, plugin-net.wasm)": ("json", {"mode": "network"}, "udp-relay"),
 }
 
@@ -89,7 +91,9 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "experimental": {"localPlugins": {"datadog": {
             "moduleName": module,
-            "settings": {"mounts": [f"{run_dir}:/run/dd"]},
+            # Traefik's socket-extension host refuses host:guest mounts
+            # ("virtual filesystems are not supported"): none for plugin-net.
+            **({} if reader == "udp-relay" else {"settings": {"mounts": [f"{run_dir}:/run/dd"]}}),
         }}},
     }
     router = {"rule": "PathPrefix(`/`)", "service": "s", "entryPoints": ["web"]}

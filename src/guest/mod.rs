@@ -100,9 +100,27 @@ fn read_header_tags(
         .collect()
 }
 
-fn text(b: Option<http_wasm_guest::host::Bytes>) -> String {
-    b.map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+/// The request's header names, read with one host call, so that absent
+/// headers (most trace and stream headers, most of the time) cost no call.
+struct Present(Vec<http_wasm_guest::host::Bytes>);
+
+impl Present {
+    fn read(headers: &http_wasm_guest::host::Header) -> Self {
+        Self(headers.names())
+    }
+
+    fn has(&self, name: &[u8]) -> bool {
+        self.0.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The header's values comma-joined, asked of the host only if present.
+    fn get(&self, headers: &http_wasm_guest::host::Header, name: &[u8]) -> Option<String> {
+        if self.has(name) {
+            joined(headers, name)
+        } else {
+            None
+        }
+    }
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -117,21 +135,27 @@ impl Guest for Plugin {
         let start_ns = now_unix_ns();
         let client_addr = lossy(&req.source_addr());
         let uri = lossy(&req.uri());
+        let present = Present::read(&req.header);
+        let get = |name: &str| {
+            present
+                .get(&req.header, name.as_bytes())
+                .unwrap_or_default()
+        };
         let facts = RequestFacts {
             start_ns,
-            host: request::host_without_port(&text(req.header.get(b"Host"))),
+            host: request::host_without_port(&get("Host")),
             method: lossy(&req.method()),
             path: request::path_without_query(&uri).to_owned(),
-            scheme: request::scheme(Some(&text(req.header.get(b"X-Forwarded-Proto")))).to_owned(),
+            scheme: request::scheme(Some(&get("X-Forwarded-Proto"))).to_owned(),
             protocol: lossy(&req.version()),
-            user_agent: text(req.header.get(b"User-Agent")),
+            user_agent: get("User-Agent"),
             client_addr,
         };
         let (upgrade, connection, accept, content_type) = (
-            text(req.header.get(b"Upgrade")),
-            text(req.header.get(b"Connection")),
-            text(req.header.get(b"Accept")),
-            text(req.header.get(b"Content-Type")),
+            get("Upgrade"),
+            get("Connection"),
+            get("Accept"),
+            get("Content-Type"),
         );
         let observe = request::observe(
             &StreamHints {
@@ -154,7 +178,7 @@ impl Guest for Plugin {
             .absorb(start_ns as u64 ^ fnv1a64(facts.client_addr.as_bytes()));
         let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
         let span_id = state.ids.span_id();
-        let header = |name: &'static str| joined(&req.header, name.as_bytes());
+        let header = |name: &'static str| present.get(&req.header, name.as_bytes());
         let propagation = propagation::begin(&self.config, header, trace_id, span_id);
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
@@ -162,7 +186,9 @@ impl Guest for Plugin {
             req.header.set(name.as_bytes(), value.as_bytes());
         }
         for name in &propagation.injection.remove {
-            req.header.remove(name.as_bytes());
+            if present.has(name.as_bytes()) {
+                req.header.remove(name.as_bytes());
+            }
         }
         let header_tags = read_header_tags(&self.config.header_tags, &req.header, false);
         state.in_flight = Some(InFlight {
