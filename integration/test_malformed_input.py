@@ -149,7 +149,6 @@ def datagram_stream(ok: list[PluginRecord], bad: list[PluginRecord]) -> tuple[li
     flipped[30] ^= 0x20
     malformed = [
         noise(500),  # random bytes
-        b"",  # empty
         two,  # two frames in one datagram
         next(b).frame()[:100],  # truncated
         next(b).frame(version=2),
@@ -159,8 +158,9 @@ def datagram_stream(ok: list[PluginRecord], bad: list[PluginRecord]) -> tuple[li
     ]
     dgrams: list[bytes] = []
     it = iter(ok)
-    per = len(ok) // (len(malformed) + 3)
-    for item in [None, *malformed, bytes(flipped), None]:
+    per = len(ok) // (len(malformed) + 4)
+    # An empty datagram is the network mode's probe: neither a record nor malformed.
+    for item in [None, *malformed, b"", bytes(flipped), None]:
         if item is not None:
             dgrams.append(item)
         for i in range(per):
