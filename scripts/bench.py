@@ -43,6 +43,8 @@ VARIANTS = {
     "pipe (drain, no propagation)": ("json", {"mode": "pipe", "propagationStyleExtract": "none",
                                               "propagationStyleInject": "none"}, "drain"),
     "network (relay, plugin-net.wasm)": ("json", {"mode": "network"}, "udp-relay"),
+    # The guest's own cost: records built and logged, but Traefik's log level drops them.
+    "guest only (log, level ERROR)": ("json-error", {"mode": "log"}, None),
 }
 
 
@@ -86,7 +88,8 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
     port = free_port()
     static = {
         "entryPoints": {"web": {"address": f"127.0.0.1:{port}"}},
-        "log": {"level": "INFO", "format": fmt, "noColor": True},
+        "log": {"level": "ERROR" if fmt.endswith("-error") else "INFO",
+                "format": fmt.removesuffix("-error"), "noColor": True},
         "providers": {"file": {"filename": str(work / "dynamic.yml")}},
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "experimental": {"localPlugins": {"datadog": {
