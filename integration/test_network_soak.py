@@ -12,15 +12,15 @@ whole path to an exact account:
 - clients: 0 errors, 0 changed responses; Traefik: no wasm error, trap, panic or unreachable;
 - no corrupted record accepted: every span at the agent is exactly its request (resource, status,
   method, error, by the request's unique path), once;
-- every request is accepted once, or is a fallback line in Traefik's output, or is lost; and
-  fallback lines + lost == the bad datagrams the relay counted (corrupted + duplicated + malformed,
-  + queue_full and kernel drops at its socket): each request makes one relay send, which puts one
-  datagram on the wire, its own frame or a sibling's bytes; a sibling's bytes of another length
-  come back as a short send (the request falls back), of the same length the request is lost.
-  (So "accepted + corrupted + duplicated + fallback == N" does not hold: a short send is both a
-  fallback line and a stray datagram; "accepted + bad datagrams == N" does);
-- DogStatsD: every line well-formed, hits (the guest's direct lines + the relay's aggregates for
-  records whose lines did not go out) sum to N, errors to the 5xx sent.
+- every request is accepted once, or is a fallback line in Traefik's output, or is lost; no loss
+  goes uncounted: lost <= the bad datagrams the relay counted (corrupted + duplicated + malformed,
+  + queue_full and kernel drops at its socket) <= lost + fallback lines. Each request makes one
+  relay send, which puts its own frame or a sibling's bytes on the wire; a sibling's bytes of
+  another length come back as a short send (the request falls back and the stray is counted), of
+  the same length the request is lost and the stray counted; a send refused outright (EAGAIN)
+  falls back with no stray;
+- DogStatsD (built by the relay from the accepted, checksummed frames): every line well-formed,
+  hits and errors per host and status equal to those of the accepted spans.
 
 It prints the corruption, duplication and fallback rates.
 
@@ -144,24 +144,25 @@ def test_network_soak(tmp_path, traefik_factory, capsys) -> None:
             problems.append(f"requests both accepted and a fallback line: {both[:5]}; repeated fallback lines: {fb_twice}")
         missing = sorted(set(want) - set(accepted) - fallback)
 
-        # Each request makes exactly one relay send, and with the relay listening each send puts exactly
-        # one datagram on the wire: its own frame, or (host race) a sibling's bytes. A sibling's bytes of
-        # another length come back as a short send: that request falls back to a log line, and the
-        # relay counts the stray datagram (duplicated / corrupted / malformed). Of the same length, the
-        # send looks fine and the request is lost. So every bad datagram is one request that fell back or
-        # was lost, and no request is lost without one: fallback + missing == bad datagrams.
+        # Each request makes one relay send. With the relay listening, a send puts one datagram on the
+        # wire: its own frame, or (host race) a sibling's bytes. Of another length, the send comes back
+        # short: that request falls back to a log line and the relay counts the stray datagram
+        # (duplicated / corrupted / malformed); of the same length, the request is lost and the relay
+        # counts the stray. A send the host refuses outright (EAGAIN) falls back with no stray at all.
+        # So no request is lost without a counted bad datagram (missing <= bad), and every bad
+        # datagram stands for a request that fell back or was lost (bad <= fallback + missing).
         corrupted = final.get("udp.corrupted", 0)
         duplicated = final.get("udp.duplicated", 0)
         malformed = final.get("udp.malformed", 0)
         queue_full = final.get("udp.queue_full", 0)
         bad_datagrams = corrupted + duplicated + malformed + queue_full + kernel_drops
-        if len(missing) + fallback_lines != bad_datagrams:
-            problems.append(
-                f"{len(missing)} requests lost (neither accepted nor a fallback line, e.g. {missing[:5]}) + "
-                f"{fallback_lines} fallback lines != {bad_datagrams} bad datagrams at the relay (corrupted={corrupted} "
-                f"duplicated={duplicated} malformed={malformed} queue_full={queue_full} kernel drops={kernel_drops})")
-        if len(accepted) + bad_datagrams != N:
-            problems.append(f"accepted {len(accepted)} + bad datagrams {bad_datagrams} != {N} relay sends")
+        counts = (f"{len(missing)} lost (e.g. {missing[:5]}), {fallback_lines} fallback lines, {bad_datagrams} bad "
+                  f"datagrams at the relay (corrupted={corrupted} duplicated={duplicated} malformed={malformed} "
+                  f"queue_full={queue_full} kernel drops={kernel_drops})")
+        if not len(missing) <= bad_datagrams <= len(missing) + fallback_lines:
+            problems.append(f"a loss the relay did not count, or a stray it cannot explain: {counts}")
+        if len(accepted) + fallback_lines + len(missing) != N:
+            problems.append(f"accepted {len(accepted)} + fallback + lost != {N}: {counts}")
         if final.get("spans_dropped", 0):
             problems.append(f"relay dropped spans: {final}")
         check = p.agent.check_failures()
