@@ -265,13 +265,17 @@ class Traefik:
                         headers={"Host": READY_HOST},
                         timeout=2,
                     )
-                    if r.headers.get("X-Backend") == "1":
+                    if self._is_ready(r):
                         break
                 except requests.RequestException:
                     pass
                 if time.monotonic() > deadline:
                     pytest.fail(f"traefik route {name!r} not ready after {timeout}s; output:\n{self.output_tail()}")
                 time.sleep(0.05)
+
+    def _is_ready(self, r: requests.Response) -> bool:
+        """The probe reached the backend (test backends mark their answers with X-Backend)."""
+        return r.headers.get("X-Backend") == "1"
 
     def stop(self) -> None:
         stop_process(self.proc)
