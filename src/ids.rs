@@ -20,7 +20,15 @@ pub struct TraceId {
 impl TraceId {
     /// The high half as the 16 lowercase hex digits of `_dd.p.tid`.
     pub fn high_hex(&self) -> String {
-        format!("{:016x}", self.high)
+        let mut s = String::with_capacity(16);
+        crate::text::push_hex16(&mut s, self.high);
+        s
+    }
+
+    /// Appends the 32-hex-digit form of W3C `traceparent`.
+    pub fn push_hex32(&self, out: &mut String) {
+        crate::text::push_hex16(out, self.high);
+        crate::text::push_hex16(out, self.low);
     }
 }
 

@@ -46,6 +46,7 @@ use crate::config::Config;
 use crate::ids::TraceId;
 use crate::record::{Record, SpanContext};
 use crate::sampling::{self, Decision, MECHANISM_DEFAULT};
+use crate::text;
 
 pub const X_DATADOG_TRACE_ID: &str = "x-datadog-trace-id";
 pub const X_DATADOG_PARENT_ID: &str = "x-datadog-parent-id";
@@ -294,9 +295,11 @@ pub fn inject(styles: &[Style], ctx: &SpanContext, extracted: Option<&Extracted>
     for style in styles {
         match style {
             Style::Datadog => {
-                set(X_DATADOG_TRACE_ID, ctx.trace_id.low.to_string());
-                set(X_DATADOG_PARENT_ID, ctx.span_id.to_string());
-                set(X_DATADOG_SAMPLING_PRIORITY, priority.to_string());
+                set(X_DATADOG_TRACE_ID, text::u64_string(ctx.trace_id.low));
+                set(X_DATADOG_PARENT_ID, text::u64_string(ctx.span_id));
+                let mut p = String::with_capacity(2);
+                text::push_i64(&mut p, i64::from(priority));
+                set(X_DATADOG_SAMPLING_PRIORITY, p);
                 if let Some(o) = origin {
                     set(X_DATADOG_ORIGIN, o.to_owned());
                 }
@@ -307,15 +310,13 @@ pub fn inject(styles: &[Style], ctx: &SpanContext, extracted: Option<&Extracted>
                 error = error.or(e);
             }
             Style::TraceContext => {
-                set(
-                    TRACEPARENT,
-                    format!(
-                        "00-{:x}-{:016x}-{}",
-                        ctx.trace_id,
-                        ctx.span_id,
-                        if priority > 0 { "01" } else { "00" }
-                    ),
-                );
+                let mut tp = String::with_capacity(55);
+                tp.push_str("00-");
+                ctx.trace_id.push_hex32(&mut tp);
+                tp.push('-');
+                text::push_hex16(&mut tp, ctx.span_id);
+                tp.push_str(if priority > 0 { "-01" } else { "-00" });
+                set(TRACEPARENT, tp);
                 set(TRACESTATE, tracestate_header(ctx, origin, tags, others));
             }
             Style::B3 => {
@@ -839,7 +840,10 @@ fn datadog_tags_header(
         essential.push((TAG_TID.to_owned(), ctx.trace_id.high_hex()));
     }
     if ctx.sampling.priority > 0 {
-        essential.push((TAG_DM.to_owned(), format!("-{}", ctx.sampling.mechanism)));
+        let mut dm = String::with_capacity(4);
+        dm.push('-');
+        text::push_u64(&mut dm, u64::from(ctx.sampling.mechanism));
+        essential.push((TAG_DM.to_owned(), dm));
     }
     let rest = tags.iter().filter(|(k, _)| k != TAG_TID && k != TAG_DM);
     let full = encode_tags(essential.iter().chain(rest));
@@ -890,13 +894,20 @@ fn tracestate_header(
     tags: &[(String, String)],
     others: &str,
 ) -> String {
-    let mut dd = format!("dd=s:{};p:{:016x}", ctx.sampling.priority, ctx.span_id);
+    let mut dd = String::with_capacity(64);
+    dd.push_str("dd=s:");
+    text::push_i64(&mut dd, i64::from(ctx.sampling.priority));
+    dd.push_str(";p:");
+    text::push_hex16(&mut dd, ctx.span_id);
     let mut fields = Vec::new();
     if let Some(o) = origin {
         fields.push(format!("o:{}", tracestate_value(o)));
     }
     if ctx.sampling.priority > 0 {
-        fields.push(format!("t.dm:-{}", ctx.sampling.mechanism));
+        let mut dm = String::with_capacity(8);
+        dm.push_str("t.dm:-");
+        text::push_u64(&mut dm, u64::from(ctx.sampling.mechanism));
+        fields.push(dm);
     }
     for (k, v) in tags {
         if k == TAG_TID || k == TAG_DM {

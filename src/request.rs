@@ -87,6 +87,15 @@ pub struct StreamHints<'a> {
     pub content_type: Option<&'a str>,
 }
 
+const GRPC: &str = "application/grpc";
+
+/// ASCII case-insensitive substring test without lowercasing a copy: it runs
+/// on every request's Accept header.
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
 /// Buffering holds the whole response in Traefik's memory and has no Flush
 /// or Hijack, so streams and upgrades must never be buffered.
 pub fn observe(
@@ -96,16 +105,14 @@ pub fn observe(
     unbuffered_hosts: &[String],
     unbuffered_paths: &[String],
 ) -> Observe {
-    let has =
-        |h: Option<&str>, needle: &str| h.is_some_and(|v| v.to_ascii_lowercase().contains(needle));
+    let has = |h: Option<&str>, needle: &str| h.is_some_and(|v| contains_ignore_case(v, needle));
     if hints.upgrade.is_some_and(|u| !u.trim().is_empty()) || has(hints.connection, "upgrade") {
         Observe::Stream(StreamKind::WebSocket)
     } else if has(hints.accept, "text/event-stream") {
         Observe::Stream(StreamKind::EventStream)
     } else if hints.content_type.is_some_and(|c| {
-        c.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/grpc")
+        let c = c.trim_start().as_bytes();
+        c.len() >= GRPC.len() && c[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
     }) {
         Observe::Stream(StreamKind::Grpc)
     } else if unbuffered_hosts.iter().any(|h| h == host)

@@ -84,6 +84,25 @@ pub fn set_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel for a pipe buffer of `bytes` (Linux `F_SETPIPE_SZ`);
+/// returns the size granted. Unprivileged processes may get up to
+/// `/proc/sys/fs/pipe-max-size` (1 MiB by default).
+#[cfg(target_os = "linux")]
+pub fn set_pipe_size(fd: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: fcntl on a valid fd with an integer argument.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, v) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(rc).unwrap_or(0))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn set_pipe_size(_fd: &impl AsRawFd, _bytes: usize) -> io::Result<usize> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// Waits up to `timeout` for `fd` to become readable.
 pub fn wait_readable(fd: &impl AsRawFd, timeout: std::time::Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
