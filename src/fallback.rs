@@ -4,8 +4,10 @@
 //! and Datadog's reserved log attributes where one exists.
 
 use crate::record::{Record, StatusSource};
+use crate::text;
 use crate::time::rfc3339_micros;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -21,51 +23,51 @@ struct Line<'a> {
     marker: &'a str,
     schema: u32,
     #[serde(rename = "StartUTC")]
-    start_utc: String,
+    start_utc: Cow<'a, str>,
     start_ns: i64,
     #[serde(rename = "Duration")]
     duration: i64,
     #[serde(rename = "RequestHost")]
-    host: String,
+    host: Cow<'a, str>,
     #[serde(rename = "RequestMethod")]
-    method: String,
+    method: Cow<'a, str>,
     #[serde(rename = "RequestPath")]
-    path: String,
+    path: Cow<'a, str>,
     #[serde(rename = "RequestScheme")]
-    scheme: String,
+    scheme: Cow<'a, str>,
     #[serde(rename = "RequestProtocol")]
-    protocol: String,
+    protocol: Cow<'a, str>,
     #[serde(rename = "DownstreamStatus")]
     status: u16,
     status_source: StatusSource,
     #[serde(rename = "ClientHost")]
-    client_host: String,
+    client_host: Cow<'a, str>,
     #[serde(rename = "ClientAddr")]
-    client_addr: String,
+    client_addr: Cow<'a, str>,
     #[serde(rename = "request_User-Agent")]
-    user_agent: String,
+    user_agent: Cow<'a, str>,
     #[serde(rename = "dd.trace_id")]
-    trace_id: String,
+    trace_id: Cow<'a, str>,
     #[serde(rename = "dd.trace_id_high")]
-    trace_id_high: String,
+    trace_id_high: Cow<'a, str>,
     #[serde(rename = "dd.span_id")]
-    span_id: String,
+    span_id: Cow<'a, str>,
     #[serde(rename = "dd.parent_id")]
-    parent_id: String,
+    parent_id: Cow<'a, str>,
     #[serde(rename = "dd.service")]
-    service: String,
+    service: Cow<'a, str>,
     #[serde(rename = "dd.env")]
-    env: String,
+    env: Cow<'a, str>,
     #[serde(rename = "dd.version")]
-    version: String,
+    version: Cow<'a, str>,
     #[serde(rename = "dd.name")]
-    name: String,
+    name: Cow<'a, str>,
     #[serde(rename = "dd.resource")]
-    resource: String,
+    resource: Cow<'a, str>,
     #[serde(rename = "dd.error")]
     error: u8,
     #[serde(rename = "dd.error_type")]
-    error_type: String,
+    error_type: Cow<'a, str>,
     #[serde(rename = "dd.sampling_priority")]
     sampling_priority: i8,
     #[serde(rename = "dd.sampling_mechanism")]
@@ -75,17 +77,17 @@ struct Line<'a> {
     // Trace context propagation; empty when none. Defaulted so lines
     // written before these fields existed still read.
     #[serde(rename = "dd.origin", default)]
-    origin: String,
+    origin: Cow<'a, str>,
     #[serde(rename = "dd.propagation_error", default)]
-    propagation_error: String,
+    propagation_error: Cow<'a, str>,
     #[serde(rename = "dd.propagation_tags", default)]
-    propagation_tags: String,
+    propagation_tags: Cow<'a, str>,
     #[serde(
         rename = "dd.header_tags",
         default,
-        skip_serializing_if = "BTreeMap::is_empty"
+        skip_serializing_if = "no_tags"
     )]
-    header_tags: BTreeMap<String, String>,
+    header_tags: Cow<'a, BTreeMap<String, String>>,
     #[serde(rename = "dd.metrics_sent", default, skip_serializing_if = "is_false")]
     metrics_sent: bool,
 }
@@ -118,42 +120,54 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn no_tags(t: &Cow<'_, BTreeMap<String, String>>) -> bool {
+    t.is_empty()
+}
+
+fn b(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(s)
+}
+
 /// Encodes a record as its fallback line (no trailing newline).
 pub fn encode(r: &Record) -> String {
+    // Borrowed fields: the line is built per request in the guest, where
+    // each copy is an allocation under a slow compiler.
+    let mut high = String::with_capacity(16);
+    text::push_hex16(&mut high, r.trace_id_high);
     let line = Line {
         marker: MARKER,
         schema: SCHEMA,
-        start_utc: rfc3339_micros(r.start_ns),
+        start_utc: Cow::Owned(rfc3339_micros(r.start_ns)),
         start_ns: r.start_ns,
         duration: r.duration_ns,
-        host: r.host.clone(),
-        method: r.method.clone(),
-        path: r.path.clone(),
-        scheme: r.scheme.clone(),
-        protocol: r.protocol.clone(),
+        host: b(&r.host),
+        method: b(&r.method),
+        path: b(&r.path),
+        scheme: b(&r.scheme),
+        protocol: b(&r.protocol),
         status: r.status,
         status_source: r.status_source,
-        client_host: r.client_host().to_owned(),
-        client_addr: r.client_addr.clone(),
-        user_agent: r.user_agent.clone(),
-        trace_id: r.trace_id.to_string(),
-        trace_id_high: format!("{:016x}", r.trace_id_high),
-        span_id: r.span_id.to_string(),
-        parent_id: r.parent_id.to_string(),
-        service: r.service.clone(),
-        env: r.env.clone(),
-        version: r.version.clone(),
-        name: r.name.clone(),
-        resource: r.resource.clone(),
+        client_host: b(r.client_host()),
+        client_addr: b(&r.client_addr),
+        user_agent: b(&r.user_agent),
+        trace_id: Cow::Owned(text::u64_string(r.trace_id)),
+        trace_id_high: Cow::Owned(high),
+        span_id: Cow::Owned(text::u64_string(r.span_id)),
+        parent_id: Cow::Owned(text::u64_string(r.parent_id)),
+        service: b(&r.service),
+        env: b(&r.env),
+        version: b(&r.version),
+        name: b(&r.name),
+        resource: b(&r.resource),
         error: u8::from(r.error),
-        error_type: r.error_type().to_owned(),
+        error_type: b(r.error_type()),
         sampling_priority: r.sampling_priority,
         sampling_mechanism: r.sampling_mechanism,
         sample_rate: r.sample_rate,
-        origin: r.origin.clone(),
-        propagation_error: r.propagation_error.clone(),
-        propagation_tags: r.propagation_tags.clone(),
-        header_tags: r.header_tags.clone(),
+        origin: b(&r.origin),
+        propagation_error: b(&r.propagation_error),
+        propagation_tags: b(&r.propagation_tags),
+        header_tags: Cow::Borrowed(&r.header_tags),
         metrics_sent: r.metrics_sent,
     };
     // Serializing plain strings and numbers cannot fail; an empty line would
@@ -183,33 +197,33 @@ pub fn decode(text: &str) -> Result<Record, LineError> {
         trace_id_high: u64::from_str_radix(&line.trace_id_high, 16).map_err(|_| {
             LineError::BadId {
                 field: "dd.trace_id_high",
-                value: line.trace_id_high.clone(),
+                value: line.trace_id_high.clone().into_owned(),
             }
         })?,
         span_id: dec("dd.span_id", &line.span_id)?,
         parent_id: dec("dd.parent_id", &line.parent_id)?,
-        host: line.host,
-        method: line.method,
-        path: line.path,
-        scheme: line.scheme,
-        protocol: line.protocol,
+        host: line.host.into_owned(),
+        method: line.method.into_owned(),
+        path: line.path.into_owned(),
+        scheme: line.scheme.into_owned(),
+        protocol: line.protocol.into_owned(),
         status: line.status,
         status_source: line.status_source,
-        client_addr: line.client_addr,
-        user_agent: line.user_agent,
+        client_addr: line.client_addr.into_owned(),
+        user_agent: line.user_agent.into_owned(),
         sampling_priority: line.sampling_priority,
         sampling_mechanism: line.sampling_mechanism,
         sample_rate: line.sample_rate,
-        service: line.service,
-        env: line.env,
-        version: line.version,
-        name: line.name,
-        resource: line.resource,
+        service: line.service.into_owned(),
+        env: line.env.into_owned(),
+        version: line.version.into_owned(),
+        name: line.name.into_owned(),
+        resource: line.resource.into_owned(),
         error: line.error != 0,
-        origin: line.origin,
-        propagation_error: line.propagation_error,
-        propagation_tags: line.propagation_tags,
-        header_tags: line.header_tags,
+        origin: line.origin.into_owned(),
+        propagation_error: line.propagation_error.into_owned(),
+        propagation_tags: line.propagation_tags.into_owned(),
+        header_tags: line.header_tags.into_owned(),
         metrics_sent: line.metrics_sent,
     })
 }

@@ -10,12 +10,33 @@ pub fn rfc3339_micros(unix_ns: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    // Written by hand: `format!` here was the costliest step of the guest's
+    // fallback line.
+    let mut out = String::with_capacity(27);
+    let mut put = |v: i64, width: usize, sep: char| {
+        push_padded(&mut out, v, width);
+        out.push(sep);
+    };
+    put(y, 4, '-');
+    put(i64::from(m), 2, '-');
+    put(i64::from(d), 2, 'T');
+    put(sod / 3600, 2, ':');
+    put((sod % 3600) / 60, 2, ':');
+    put(sod % 60, 2, '.');
+    put(micros, 6, 'Z');
+    out
+}
+
+/// `{v:0width$}` for the date fields (a year before 0 keeps its sign).
+fn push_padded(out: &mut String, v: i64, width: usize) {
+    if v < 0 {
+        out.push('-');
+    }
+    let digits = crate::text::u64_string(v.unsigned_abs());
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(&digits);
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
