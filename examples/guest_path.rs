@@ -28,7 +28,11 @@ fn facts(start_ns: i64) -> RequestFacts {
     }
 }
 
-fn request_part(cfg: &Config, ids: &mut IdGenerator, start_ns: i64) -> (RequestFacts, propagation::Propagation) {
+fn request_part(
+    cfg: &Config,
+    ids: &mut IdGenerator,
+    start_ns: i64,
+) -> (RequestFacts, propagation::Propagation) {
     let f = facts(start_ns);
     let observe = request::observe(
         &StreamHints {
@@ -50,7 +54,12 @@ fn request_part(cfg: &Config, ids: &mut IdGenerator, start_ns: i64) -> (RequestF
     (f, p)
 }
 
-fn response_part(cfg: &Config, f: RequestFacts, p: &propagation::Propagation, end_ns: i64) -> Record {
+fn response_part(
+    cfg: &Config,
+    f: RequestFacts,
+    p: &propagation::Propagation,
+    end_ns: i64,
+) -> Record {
     let mut r = Record::complete(f, end_ns, 200, StatusSource::Buffered, p.ctx, cfg);
     p.annotate(&mut r);
     r
@@ -77,7 +86,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let (f, p) = request_part(&cfg, &mut ids, start);
     time("record", |i| {
-        black_box(response_part(&cfg, f.clone(), &p, start + i64::from(i) + 1_000_000));
+        black_box(response_part(
+            &cfg,
+            f.clone(),
+            &p,
+            start + i64::from(i) + 1_000_000,
+        ));
     });
     let r = response_part(&cfg, f.clone(), &p, start + 1_000_000);
     time("fallback line (JSON)", |_| {

@@ -82,11 +82,7 @@ struct Line<'a> {
     propagation_error: Cow<'a, str>,
     #[serde(rename = "dd.propagation_tags", default)]
     propagation_tags: Cow<'a, str>,
-    #[serde(
-        rename = "dd.header_tags",
-        default,
-        skip_serializing_if = "no_tags"
-    )]
+    #[serde(rename = "dd.header_tags", default, skip_serializing_if = "no_tags")]
     header_tags: Cow<'a, BTreeMap<String, String>>,
     #[serde(rename = "dd.metrics_sent", default, skip_serializing_if = "is_false")]
     metrics_sent: bool,

@@ -71,7 +71,17 @@ mod tests {
 
     #[test]
     fn number_writers_match_core_fmt() {
-        for v in [0, 1, 9, 10, 255, 4096, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+        for v in [
+            0,
+            1,
+            9,
+            10,
+            255,
+            4096,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut hex = String::new();
             push_hex16(&mut hex, v);
             assert_eq!(hex, format!("{v:016x}"));

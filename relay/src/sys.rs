@@ -65,23 +65,42 @@ pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// Asks for a larger socket receive buffer so bursts wait in the kernel
-/// rather than being dropped; the kernel may grant less (net.core.rmem_max).
-pub fn set_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+/// rather than being dropped. `SO_RCVBUFFORCE` (privileged) first, then
+/// `SO_RCVBUF`, which the kernel caps at `net.core.rmem_max`. Returns the
+/// size granted (the kernel reports twice the payload room it reserves).
+pub fn set_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
     let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a valid fd and a pointer to a c_int of the stated size.
+    let set = |opt: libc::c_int| {
+        // SAFETY: a valid fd and a pointer to a c_int of the stated size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(libc::SO_RCVBUFFORCE) != 0 && set(libc::SO_RCVBUF) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut got: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid fd, an out-pointer to a c_int and its length.
     let rc = unsafe {
-        libc::setsockopt(
+        libc::getsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVBUF,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            (&mut got as *mut libc::c_int).cast(),
+            &mut len,
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(usize::try_from(got).unwrap_or(0))
 }
 
 /// Asks the kernel for a pipe buffer of `bytes` (Linux `F_SETPIPE_SZ`);
