@@ -116,6 +116,8 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+// serde's skip_serializing_if hands over the field as it is: a `&Cow`.
+#[allow(clippy::ptr_arg)]
 fn no_tags(t: &Cow<'_, BTreeMap<String, String>>) -> bool {
     t.is_empty()
 }
