@@ -1,8 +1,10 @@
 //! The guest's per-request work without the host calls: the request facts,
 //! ids, propagation, the stream decision, the record, and each encoding.
 //! Run natively (`cargo run --release --example guest_path`) or compiled for
-//! wasm32-wasip1 under a WASI runtime, to see what a request costs the guest
-//! and which step to cut (`scripts/guest-cost.sh` runs both).
+//! wasm32-wasip1 under a WASI runtime (`cargo build --release --example
+//! guest_path --target wasm32-wasip1`, then `.venv/bin/python
+//! scripts/wasi-run.py target/wasm32-wasip1/release/examples/guest_path.wasm`),
+//! to see what a request costs the guest and which step to cut.
 
 use std::hint::black_box;
 use std::time::Instant;
