@@ -114,6 +114,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 async def main(port: int) -> None:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", dispatch)
+    await serve_app(app, port)
+
+
+async def serve_app(app: web.Application, port: int) -> None:
+    """Serves `app` on 127.0.0.1:`port` (0: any) and prints `READY <port>` for the harness."""
     runner = web.AppRunner(app, access_log=None, handle_signals=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -78,18 +78,10 @@ def make_app() -> Any:
 
 
 async def serve(port: int) -> None:
-    from aiohttp import web
+    # Imported here, after ddtrace is set up, like aiohttp itself.
+    from backend import serve_app
 
-    runner = web.AppRunner(make_app(), access_log=None, handle_signals=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"READY {bound}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_app(make_app(), port)
 
 
 def main() -> None:

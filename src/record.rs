@@ -154,10 +154,12 @@ impl Record {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// The sample request of the README and the golden lines: one fixture for
+/// the tests of plugin and relay alike. Unused by the guest, so the linker
+/// leaves it out of the module.
+#[doc(hidden)]
+pub mod sample {
     use super::*;
-    use crate::status::StatusSet;
 
     pub fn facts() -> RequestFacts {
         RequestFacts {
@@ -188,7 +190,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn sample(status: u16) -> Record {
+    pub fn record(status: u16) -> Record {
         let cfg = Config {
             service: "edge".into(),
             env: "prod".into(),
@@ -204,6 +206,13 @@ pub(crate) mod tests {
             &cfg,
         )
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    pub use super::sample::{ctx, facts, record as sample};
+    use super::*;
+    use crate::status::StatusSet;
 
     #[test]
     fn complete_fills_every_field() {

@@ -9,53 +9,23 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use tdp_core::config::Config;
 use tdp_core::dogstatsd::{Aggregator, DEFAULT_MAX_SAMPLES, Packer, UDP_MAX_DATAGRAM};
 use tdp_core::fallback;
-use tdp_core::ids::TraceId;
-use tdp_core::record::{Record, SpanContext, StatusSource};
-use tdp_core::request::RequestFacts;
-use tdp_core::sampling::Decision;
+use tdp_core::record::{Record, sample};
 use tdp_core::span::{HostFields, Span};
 
 fn record(i: u64, status: u16, priority: i8) -> Record {
-    let facts = RequestFacts {
-        start_ns: 1_795_617_227_123_456_000 + i as i64,
-        host: format!("h{}.example", i % 2),
-        method: "GET".into(),
-        path: format!("/r/{i}"),
-        scheme: "https".into(),
-        protocol: "HTTP/1.1".into(),
-        client_addr: "10.1.2.3:55555".into(),
-        user_agent: "curl/8.5".into(),
-    };
-    let ctx = SpanContext {
-        trace_id: TraceId {
-            high: 0x6b0e_a0cb_0000_0000,
-            low: 1000 + i,
-        },
-        span_id: 2000 + i,
-        parent_id: 0,
-        sampling: Decision {
-            priority,
-            mechanism: 0,
-            rate: 1.0,
-        },
-    };
-    let cfg = Config {
-        service: "edge".into(),
-        env: String::new(), // filled by --env
-        version: "1.2.3".into(),
-        ..Config::default()
-    };
-    Record::complete(
-        facts,
-        1_795_617_227_123_456_000 + i as i64 + 5_000_000,
-        status,
-        StatusSource::Buffered,
-        ctx,
-        &cfg,
-    )
+    let mut r = sample::record(status);
+    r.start_ns += i as i64;
+    r.duration_ns = 5_000_000;
+    r.host = format!("h{}.example", i % 2);
+    r.resource = r.host.clone();
+    r.path = format!("/r/{i}");
+    r.trace_id = 1000 + i;
+    r.span_id = 2000 + i;
+    r.sampling_priority = priority;
+    r.env = String::new(); // filled by --env
+    r
 }
 
 /// A fake agent: answers every PUT with rate_by_service and sends the

@@ -163,48 +163,7 @@ pub(crate) mod tests {
     /// A record like the core's test sample (its helper is private to the
     /// core crate), built through the public API.
     pub fn record(status: u16) -> Record {
-        use tdp_core::config::Config;
-        use tdp_core::ids::TraceId;
-        use tdp_core::record::{SpanContext, StatusSource};
-        use tdp_core::request::RequestFacts;
-        use tdp_core::sampling::Decision;
-        let facts = RequestFacts {
-            start_ns: 1_795_617_227_123_456_000,
-            host: "a.example".into(),
-            method: "GET".into(),
-            path: "/users/7".into(),
-            scheme: "https".into(),
-            protocol: "HTTP/1.1".into(),
-            client_addr: "10.1.2.3:55555".into(),
-            user_agent: "curl/8.5".into(),
-        };
-        let ctx = SpanContext {
-            trace_id: TraceId {
-                high: 0x6b0e_a0cb_0000_0000,
-                low: 0x1234_5678_9abc_def0,
-            },
-            span_id: 42,
-            parent_id: 0,
-            sampling: Decision {
-                priority: 1,
-                mechanism: 0,
-                rate: 1.0,
-            },
-        };
-        let cfg = Config {
-            service: "edge".into(),
-            env: "prod".into(),
-            version: "1.2.3".into(),
-            ..Config::default()
-        };
-        Record::complete(
-            facts,
-            1_795_617_227_123_456_000 + 15_250_000,
-            status,
-            StatusSource::Buffered,
-            ctx,
-            &cfg,
-        )
+        tdp_core::record::sample::record(status)
     }
 
     fn batch(n: usize) -> Vec<Envelope> {
