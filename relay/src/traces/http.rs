@@ -492,6 +492,18 @@ mod tests {
         rx
     }
 
+    /// A client of an agent on 127.0.0.1:`port`.
+    fn local_client(port: u16, connect: Duration, io: Duration) -> Client {
+        Client::new(
+            AgentUrl::Http {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            connect,
+            io,
+        )
+    }
+
     #[test]
     fn puts_with_headers_and_reuses_the_connection() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -504,14 +516,7 @@ mod tests {
             ],
             false,
         );
-        let mut c = Client::new(
-            AgentUrl::Http {
-                host: "127.0.0.1".into(),
-                port,
-            },
-            Duration::from_secs(2),
-            Duration::from_secs(2),
-        );
+        let mut c = local_client(port, Duration::from_secs(2), Duration::from_secs(2));
         let r = c
             .put(
                 "/v0.4/traces",
@@ -551,14 +556,7 @@ mod tests {
             ],
             true,
         );
-        let mut c = Client::new(
-            AgentUrl::Http {
-                host: "127.0.0.1".into(),
-                port,
-            },
-            Duration::from_secs(2),
-            Duration::from_secs(2),
-        );
+        let mut c = local_client(port, Duration::from_secs(2), Duration::from_secs(2));
         assert_eq!(c.put("/", &[], b"a").expect("first").status, 200);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(c.put("/", &[], b"b").expect("second").body, b"2");
@@ -571,14 +569,7 @@ mod tests {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let mut c = Client::new(
-            AgentUrl::Http {
-                host: "127.0.0.1".into(),
-                port,
-            },
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        );
+        let mut c = local_client(port, Duration::from_secs(1), Duration::from_secs(1));
         assert!(matches!(c.put("/", &[], b""), Err(HttpError::Connect(_))));
 
         // A server that accepts and never answers.
@@ -589,14 +580,7 @@ mod tests {
             std::thread::sleep(Duration::from_secs(3));
             drop(c);
         });
-        let mut c = Client::new(
-            AgentUrl::Http {
-                host: "127.0.0.1".into(),
-                port,
-            },
-            Duration::from_secs(1),
-            Duration::from_millis(200),
-        );
+        let mut c = local_client(port, Duration::from_secs(1), Duration::from_millis(200));
         let t = std::time::Instant::now();
         let e = c.put("/", &[], b"x").expect_err("times out");
         assert!(t.elapsed() < Duration::from_secs(2));
