@@ -130,8 +130,6 @@ fn b(s: &str) -> Cow<'_, str> {
 pub fn encode(r: &Record) -> String {
     // Borrowed fields: the line is built per request in the guest, where
     // each copy is an allocation under a slow compiler.
-    let mut high = String::with_capacity(16);
-    text::push_hex16(&mut high, r.trace_id_high);
     let line = Line {
         marker: MARKER,
         schema: SCHEMA,
@@ -149,7 +147,7 @@ pub fn encode(r: &Record) -> String {
         client_addr: b(&r.client_addr),
         user_agent: b(&r.user_agent),
         trace_id: Cow::Owned(text::u64_string(r.trace_id)),
-        trace_id_high: Cow::Owned(high),
+        trace_id_high: Cow::Owned(text::hex16(r.trace_id_high)),
         span_id: Cow::Owned(text::u64_string(r.span_id)),
         parent_id: Cow::Owned(text::u64_string(r.parent_id)),
         service: b(&r.service),

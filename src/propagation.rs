@@ -320,13 +320,14 @@ pub fn inject(styles: &[Style], ctx: &SpanContext, extracted: Option<&Extracted>
                 set(TRACESTATE, tracestate_header(ctx, origin, tags, others));
             }
             Style::B3 => {
-                let trace = if ctx.trace_id.high != 0 {
-                    format!("{:x}", ctx.trace_id)
+                let mut trace = String::with_capacity(32);
+                if ctx.trace_id.high != 0 {
+                    ctx.trace_id.push_hex32(&mut trace);
                 } else {
-                    format!("{:016x}", ctx.trace_id.low)
-                };
+                    text::push_hex16(&mut trace, ctx.trace_id.low);
+                }
                 set(X_B3_TRACEID, trace);
-                set(X_B3_SPANID, format!("{:016x}", ctx.span_id));
+                set(X_B3_SPANID, text::hex16(ctx.span_id));
                 set(
                     X_B3_SAMPLED,
                     if priority > 0 { "1" } else { "0" }.to_owned(),
@@ -840,10 +841,10 @@ fn datadog_tags_header(
         essential.push((TAG_TID.to_owned(), ctx.trace_id.high_hex()));
     }
     if ctx.sampling.priority > 0 {
-        let mut dm = String::with_capacity(4);
-        dm.push('-');
-        text::push_u64(&mut dm, u64::from(ctx.sampling.mechanism));
-        essential.push((TAG_DM.to_owned(), dm));
+        essential.push((
+            TAG_DM.to_owned(),
+            sampling::decision_maker(ctx.sampling.mechanism),
+        ));
     }
     let rest = tags.iter().filter(|(k, _)| k != TAG_TID && k != TAG_DM);
     let full = encode_tags(essential.iter().chain(rest));
@@ -904,9 +905,8 @@ fn tracestate_header(
         fields.push(format!("o:{}", tracestate_value(o)));
     }
     if ctx.sampling.priority > 0 {
-        let mut dm = String::with_capacity(8);
-        dm.push_str("t.dm:-");
-        text::push_u64(&mut dm, u64::from(ctx.sampling.mechanism));
+        let mut dm = String::from("t.dm:");
+        dm.push_str(&sampling::decision_maker(ctx.sampling.mechanism));
         fields.push(dm);
     }
     for (k, v) in tags {

@@ -89,13 +89,6 @@ pub struct StreamHints<'a> {
 
 const GRPC: &str = "application/grpc";
 
-/// ASCII case-insensitive substring test without lowercasing a copy: it runs
-/// on every request's Accept header.
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-}
-
 /// Buffering holds the whole response in Traefik's memory and has no Flush
 /// or Hijack, so streams and upgrades must never be buffered.
 pub fn observe(
@@ -105,7 +98,9 @@ pub fn observe(
     unbuffered_hosts: &[String],
     unbuffered_paths: &[String],
 ) -> Observe {
-    let has = |h: Option<&str>, needle: &str| h.is_some_and(|v| contains_ignore_case(v, needle));
+    let has = |h: Option<&str>, needle: &str| {
+        h.is_some_and(|v| crate::text::contains_ignore_case(v, needle))
+    };
     if hints.upgrade.is_some_and(|u| !u.trim().is_empty()) || has(hints.connection, "upgrade") {
         Observe::Stream(StreamKind::WebSocket)
     } else if has(hints.accept, "text/event-stream") {

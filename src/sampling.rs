@@ -8,6 +8,15 @@ const KNUTH_FACTOR: u64 = 1_111_111_111_111_111_111;
 pub const MECHANISM_DEFAULT: u8 = 0;
 pub const MECHANISM_RULE: u8 = 3;
 
+/// The `_dd.p.dm` value for a mechanism: `-<n>`, as span tag, in
+/// `x-datadog-tags` and (after `t.dm:`) in tracestate.
+pub fn decision_maker(mechanism: u8) -> String {
+    let mut s = String::with_capacity(4);
+    s.push('-');
+    crate::text::push_u64(&mut s, u64::from(mechanism));
+    s
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {
     /// 1/0 for the default mechanism, 2/-1 for a user rule.

@@ -96,9 +96,12 @@ impl Span {
             put("http.status_code", &r.status.to_string());
         }
         if r.trace_id_high != 0 {
-            put("_dd.p.tid", &format!("{:016x}", r.trace_id_high));
+            put("_dd.p.tid", &crate::text::hex16(r.trace_id_high));
         }
-        put("_dd.p.dm", &format!("-{}", r.sampling_mechanism));
+        put(
+            "_dd.p.dm",
+            &crate::sampling::decision_maker(r.sampling_mechanism),
+        );
         put("traefik.router.name", &host.router_name);
         put("traefik.entrypoint.name", &host.entrypoint_name);
         // Trace context propagation: Synthetics and RUM origins (the agent's

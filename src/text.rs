@@ -23,8 +23,20 @@ fn push_ascii(out: &mut String, digits: &[u8]) {
     }
 }
 
+/// `v` as the 16 lowercase hex digits of `{:016x}`.
+pub fn hex16(v: u64) -> String {
+    let mut s = String::with_capacity(16);
+    push_hex16(&mut s, v);
+    s
+}
+
 /// Appends `v` in decimal (`{}`).
-pub fn push_u64(out: &mut String, mut v: u64) {
+pub fn push_u64(out: &mut String, v: u64) {
+    push_u64_padded(out, v, 1);
+}
+
+/// Appends `v` in decimal, zero-padded to `width` digits (`{:0width$}`).
+pub fn push_u64_padded(out: &mut String, mut v: u64, width: usize) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -34,6 +46,9 @@ pub fn push_u64(out: &mut String, mut v: u64) {
         if v == 0 {
             break;
         }
+    }
+    for _ in digits.len() - i..width {
+        out.push('0');
     }
     push_ascii(out, &digits[i..]);
 }
@@ -51,6 +66,13 @@ pub fn u64_string(v: u64) -> String {
     let mut s = String::with_capacity(20);
     push_u64(&mut s, v);
     s
+}
+
+/// ASCII case-insensitive substring test without lowercasing a copy: the
+/// guest runs it on every request's Accept header.
+pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// `s` cut to at most `max` bytes at a char boundary.
@@ -85,6 +107,10 @@ mod tests {
             let mut hex = String::new();
             push_hex16(&mut hex, v);
             assert_eq!(hex, format!("{v:016x}"));
+            assert_eq!(hex16(v), hex);
+            let mut padded = String::new();
+            push_u64_padded(&mut padded, v, 6);
+            assert_eq!(padded, format!("{v:06}"));
             assert_eq!(u64_string(v), v.to_string());
         }
         for v in [i64::MIN, -128, -1, 0, 1, 2, i64::MAX] {
@@ -92,6 +118,17 @@ mod tests {
             push_i64(&mut s, v);
             assert_eq!(s, v.to_string());
         }
+    }
+
+    #[test]
+    fn finds_needles_in_any_case() {
+        assert!(contains_ignore_case(
+            "Text/Event-Stream, */*",
+            "text/event-stream"
+        ));
+        assert!(contains_ignore_case("keep-alive, Upgrade", "upgrade"));
+        assert!(contains_ignore_case("x", ""));
+        assert!(!contains_ignore_case("text/event", "text/event-stream"));
     }
 
     #[test]

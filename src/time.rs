@@ -32,11 +32,7 @@ fn push_padded(out: &mut String, v: i64, width: usize) {
     if v < 0 {
         out.push('-');
     }
-    let digits = crate::text::u64_string(v.unsigned_abs());
-    for _ in digits.len()..width {
-        out.push('0');
-    }
-    out.push_str(&digits);
+    crate::text::push_u64_padded(out, v.unsigned_abs(), width);
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's

@@ -9,6 +9,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+use tdp_core::text::contains_ignore_case;
 
 /// The largest response body read (the agent answers a few hundred bytes).
 const MAX_BODY: usize = 1 << 20;
@@ -333,12 +334,11 @@ fn read_response(r: &mut impl BufRead) -> Result<(Response, bool), ReadError> {
                         .or_else(|_| fail(format!("Content-Length {value:?}")))?,
                 );
             }
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            "transfer-encoding" => chunked = contains_ignore_case(value, "chunked"),
             "connection" => {
-                let v = value.to_ascii_lowercase();
-                if v.contains("close") {
+                if contains_ignore_case(value, "close") {
                     keep = false;
-                } else if v.contains("keep-alive") {
+                } else if contains_ignore_case(value, "keep-alive") {
                     keep = true;
                 }
             }
