@@ -142,6 +142,18 @@ def drill_agent_down_then_up() -> list[str]:
     return p
 
 
+def udp_accounting(c: dict, agent: Agent) -> tuple[int, list[str]]:
+    """Records the UDP input handed on, and how they fail to add up: every one sent or dropped
+    (counted), and the agent got exactly what the relay says it sent."""
+    handed_on = c.get("udp.received", 0) - c.get("udp.queue_full", 0)
+    p = []
+    if c.get("spans_sent", 0) + c.get("spans_dropped", 0) != handed_on:
+        p.append(f"sent {c.get('spans_sent')} + dropped {c.get('spans_dropped')} != handed on {handed_on}: {c}")
+    if agent.traces() != c.get("spans_sent"):
+        p.append(f"agent got {agent.traces()}, relay says {c.get('spans_sent')} sent")
+    return handed_on, p
+
+
 def drill_buffer_cap() -> list[str]:
     agent = Agent("cap")
     port = free_port(socket.SOCK_DGRAM)
@@ -157,12 +169,7 @@ def drill_buffer_cap() -> list[str]:
     rc, _ = relay.stop()
     agent.stop()
     c = relay.counters()
-    received = c.get("udp.received", 0) - c.get("udp.queue_full", 0)
-    p = []
-    if c.get("spans_sent", 0) + c.get("spans_dropped", 0) != received:
-        p.append(f"sent {c.get('spans_sent')} + dropped {c.get('spans_dropped')} != handed on {received}")
-    if agent.traces() != c.get("spans_sent"):
-        p.append(f"agent got {agent.traces()}, relay says {c.get('spans_sent')} sent")
+    received, p = udp_accounting(c, agent)
     if c.get("buffer_full", 0) == 0 or c.get("buffer_cap_hits", 0) == 0:
         p.append(f"cap never hit: {c}")
     if agent.traces() < 19_000 or agent.traces() > 21_000:
@@ -189,12 +196,7 @@ def drill_memory_agent_down() -> list[str]:
     rc, _ = relay.stop()
     agent.stop()
     c = relay.counters()
-    handed_on = c.get("udp.received", 0) - c.get("udp.queue_full", 0)
-    p = []
-    if c.get("spans_sent", 0) + c.get("spans_dropped", 0) != handed_on:
-        p.append(f"sent + dropped != handed on: {c}")
-    if agent.traces() != c.get("spans_sent"):
-        p.append(f"agent got {agent.traces()}, relay says {c.get('spans_sent')}")
+    handed_on, p = udp_accounting(c, agent)
     if rss > 30 * 1024:
         p.append(f"peak RSS {rss / 1024:.1f} MiB > 30 MiB")
     if rc != 0:
