@@ -43,6 +43,9 @@ VARIANTS = {
     "pipe (drain, no propagation)": ("json", {"mode": "pipe", "propagationStyleExtract": "none",
                                               "propagationStyleInject": "none"}, "drain"),
     "network (relay, plugin-net.wasm)": ("json", {"mode": "network"}, "udp-relay"),
+    # The floor of any wasm middleware on this host: the same module given an invalid config
+    # registers a guest that does nothing per request (no host call at all).
+    "wasm floor (pass-through guest)": ("json", {"mode": "invalid-on-purpose"}, None),
     # The guest's own cost: records built and logged, but Traefik's log level drops them.
     "guest only (log, level ERROR)": ("json-error", {"mode": "log"}, None),
 }
@@ -172,6 +175,12 @@ def wrk(port: int, duration: int, conns: int) -> dict:
             "bad": int(errors.group(1)) if errors else 0, "sock": sock.group(1) if sock else ""}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -204,7 +213,14 @@ def main() -> int:
                     port, procs = started
                     try:
                         wrk(port, 2, args.connections)  # warm-up: instances, JIT, connections
+                        cpu0 = [cpu_seconds(p.pid) for p in procs]
                         r = wrk(port, args.duration, args.connections)
+                        cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0)]
+                        n = r["rps"] * args.duration
+                        # CPU per request: what the proxy (and the reader beside it) spend,
+                        # steadier than req/s on a machine whose speed moves.
+                        r["traefik_us"] = cpu[-1] / n * 1e6
+                        r["reader_us"] = sum(cpu[:-1]) / n * 1e6
                         # Traefik keeps one wasm instance per concurrent request:
                         # its RSS after a wide burst shows the memory per instance.
                         wrk(port, 2, args.burst)
@@ -213,21 +229,26 @@ def main() -> int:
                         stop(procs)
                     results[name].append(r)
                     print(f"round {rnd + 1} {name:22s} {r['rps']:9.0f} req/s  p50 {r['p50']:.2f} ms  "
-                          f"p99 {r['p99']:.2f} ms  RSS {r['rss_mb']:.0f} MiB  non-2xx {r['bad']} {r['sock']}", flush=True)
+                          f"p99 {r['p99']:.2f} ms  CPU/req Traefik {r['traefik_us']:.1f} us reader {r['reader_us']:.1f} us  "
+                          f"RSS {r['rss_mb']:.0f} MiB  non-2xx {r['bad']} {r['sock']}", flush=True)
     finally:
         backend.kill()
     base = statistics.median(r["rps"] for r in results["bare"]) if results.get("bare") else None
     lines = [f"wrk -t2 -c{args.connections}, {args.duration} s x {args.rounds} rounds, median; "
              f"{os.cpu_count()} cores shared by wrk, Traefik, backend and reader", "",
-             "| variant | req/s | ratio to bare | p50 ms | p99 ms | Traefik RSS after c=%d burst, MiB |" % args.burst,
-             "|---|---|---|---|---|---|"]
+             "| variant | req/s | ratio to bare | p50 ms | p99 ms | Traefik CPU/req, us | reader CPU/req, us "
+             "| Traefik RSS after c=%d burst, MiB |" % args.burst,
+             "|---|---|---|---|---|---|---|---|"]
     for name, rs in results.items():
         if not rs:
             continue
         rps = statistics.median(r["rps"] for r in rs)
         ratio = f"{rps / base:.3f}" if base else "-"
         lines.append(f"| {name} | {rps:.0f} | {ratio} | {statistics.median(r['p50'] for r in rs):.2f} | "
-                     f"{statistics.median(r['p99'] for r in rs):.2f} | {statistics.median(r['rss_mb'] for r in rs):.0f} |")
+                     f"{statistics.median(r['p99'] for r in rs):.2f} | "
+                     f"{statistics.median(r['traefik_us'] for r in rs):.1f} | "
+                     f"{statistics.median(r['reader_us'] for r in rs):.1f} | "
+                     f"{statistics.median(r['rss_mb'] for r in rs):.0f} |")
     report = "\n".join(lines)
     print("\n" + report)
     (REPO / "build").mkdir(exist_ok=True)

@@ -8,7 +8,9 @@
 //!
 //! Flags: [`FLAG_CHECKSUM`] appends a CRC-32 of header and body after the
 //! body (not counted in the length), for datagrams that Traefik's socket
-//! extension may corrupt.
+//! extension may corrupt. [`FLAG_AFTER_STRAY_PROBE`] changes nothing in the
+//! layout: it tells the receiver that the empty probe sent just before this
+//! frame went out carrying another instance's bytes.
 
 use crate::record::Record;
 use std::fmt;
@@ -19,6 +21,10 @@ pub const HEADER_LEN: usize = 6;
 /// The largest frame: one atomic write to a pipe (PIPE_BUF) must hold it.
 pub const MAX_FRAME: usize = 4096;
 pub const FLAG_CHECKSUM: u8 = 0x01;
+/// The sender's probe datagram, meant to be empty, carried a sibling's bytes
+/// (the host race of traefik#11629): the receiver saw one stray datagram
+/// that stands for no lost record.
+pub const FLAG_AFTER_STRAY_PROBE: u8 = 0x02;
 const CHECKSUM_LEN: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +83,20 @@ pub fn encode_with(r: &Record, flags: u8) -> Result<Vec<u8>, BinaryError> {
         out.extend_from_slice(&crc.to_le_bytes());
     }
     Ok(out)
+}
+
+/// Sets `flag` on an encoded frame in place, keeping its checksum valid.
+/// Bytes that are not a frame are left alone.
+pub fn set_flag(frame: &mut [u8], flag: u8) {
+    if frame.len() < HEADER_LEN || frame[..2] != MAGIC {
+        return;
+    }
+    frame[3] |= flag;
+    if frame[3] & FLAG_CHECKSUM != 0 && frame.len() >= HEADER_LEN + CHECKSUM_LEN {
+        let body_end = frame.len() - CHECKSUM_LEN;
+        let crc = crc32(&frame[..body_end]);
+        frame[body_end..].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 /// CRC-32 (IEEE 802.3, as zlib), bitwise: frames are small and this keeps
@@ -235,6 +255,29 @@ mod tests {
             .expect("the samples differ");
         spliced[at..at + 2].copy_from_slice(&other[at..at + 2]);
         assert_eq!(decode_flags(&spliced), Err(BinaryError::Checksum));
+    }
+
+    #[test]
+    fn a_flag_set_in_place_keeps_the_checksum_valid() {
+        let r = sample(503);
+        let mut f = encode_with(&r, FLAG_CHECKSUM).expect("fits");
+        let len = f.len();
+        set_flag(&mut f, FLAG_AFTER_STRAY_PROBE);
+        assert_eq!(f.len(), len);
+        assert_eq!(f[3], FLAG_CHECKSUM | FLAG_AFTER_STRAY_PROBE);
+        assert_eq!(
+            decode_flags(&f),
+            Ok((r.clone(), FLAG_CHECKSUM | FLAG_AFTER_STRAY_PROBE))
+        );
+        let mut plain = frame(503);
+        set_flag(&mut plain, FLAG_AFTER_STRAY_PROBE);
+        assert_eq!(decode_flags(&plain), Ok((r, FLAG_AFTER_STRAY_PROBE)));
+        // Not a frame: untouched.
+        let mut junk = *b"xy\x01\x00\x00\x00";
+        set_flag(&mut junk, FLAG_AFTER_STRAY_PROBE);
+        assert_eq!(&junk, b"xy\x01\x00\x00\x00");
+        let mut empty: [u8; 0] = [];
+        set_flag(&mut empty, FLAG_AFTER_STRAY_PROBE);
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //! meanwhile; when the window ends, an empty probe datagram goes first, so on
 //! loopback the refusal lands on the probe's successor, which falls back,
 //! instead of losing a real record. Readers ignore empty datagrams.
+//!
+//! The probe is a send like any other, so the host race can put a sibling's
+//! bytes on the wire in its place. The host then reports more than zero
+//! bytes sent: the link counts that and lets the caller mark the datagram
+//! that follows, so a receiver can tell a probe's stray from a lost record's.
 
 use std::net::SocketAddr;
 
@@ -93,6 +98,8 @@ pub struct LinkStats {
     pub adopted: u64,
     pub broken: u64,
     pub refused: u64,
+    /// Probes that went out carrying a sibling's bytes.
+    pub stray_probes: u64,
 }
 
 #[derive(Debug)]
@@ -177,17 +184,24 @@ impl Link {
     }
 
     /// Sends one datagram with one call (two after a pause: probe first);
-    /// never blocks, never retries.
+    /// never blocks, never retries. When the probe carried a sibling's bytes,
+    /// `on_stray_probe` may mark the datagram before it goes.
     pub fn send<S: UdpSys>(
         &mut self,
         sys: &mut S,
-        datagram: &[u8],
+        datagram: &mut [u8],
         now_ns: i64,
+        on_stray_probe: impl FnOnce(&mut [u8]),
     ) -> Result<(), SendFail> {
         let result = self.socket(sys, now_ns).and_then(|(fd, probe)| {
             if probe {
-                if let Err(e) = sys.send(fd, &[]) {
-                    return Err(self.fail(fd, e, now_ns));
+                match sys.send(fd, &[]) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        self.stats.stray_probes += 1;
+                        on_stray_probe(datagram);
+                    }
+                    Err(e) => return Err(self.fail(fd, e, now_ns)),
                 }
             }
             match sys.send(fd, datagram) {
@@ -257,8 +271,8 @@ mod tests {
             ..Fake::default()
         };
         let mut l = Link::new(Dest::Statsd, addr());
-        assert_eq!(l.send(&mut sys, b"abc", 0), Ok(()));
-        assert_eq!(l.send(&mut sys, b"de", 1), Ok(()));
+        assert_eq!(l.send(&mut sys, &mut b"abc".to_vec(), 0, |_| {}), Ok(()));
+        assert_eq!(l.send(&mut sys, &mut b"de".to_vec(), 1, |_| {}), Ok(()));
         // An empty probe first, then one call per datagram.
         assert_eq!(
             sys.calls,
@@ -279,14 +293,17 @@ mod tests {
         let mut sys = fake(vec![Err(errno::NOBUFS), Ok(4)], vec![]);
         let mut l = Link::new(Dest::Relay, "10.0.0.1:8127".parse().expect("addr"));
         assert_eq!(
-            l.send(&mut sys, b"a", 0),
+            l.send(&mut sys, &mut b"a".to_vec(), 0, |_| {}),
             Err(SendFail::NoSocket(errno::NOBUFS))
         );
         assert_eq!(
-            l.send(&mut sys, b"a", RETRY_NS - 1),
+            l.send(&mut sys, &mut b"a".to_vec(), RETRY_NS - 1, |_| {}),
             Err(SendFail::NoSocket(0))
         );
-        assert_eq!(l.send(&mut sys, b"a", RETRY_NS), Ok(()));
+        assert_eq!(
+            l.send(&mut sys, &mut b"a".to_vec(), RETRY_NS, |_| {}),
+            Ok(())
+        );
         assert_eq!(
             sys.calls,
             vec![
@@ -314,10 +331,10 @@ mod tests {
         let mut sys = fake(vec![Ok(4)], vec![Ok(0), Err(errno::AGAIN)]);
         let mut l = Link::new(Dest::Statsd, addr());
         assert_eq!(
-            l.send(&mut sys, b"a", 0),
+            l.send(&mut sys, &mut b"a".to_vec(), 0, |_| {}),
             Err(SendFail::Dropped(errno::AGAIN))
         );
-        assert_eq!(l.send(&mut sys, b"a", 2), Ok(()));
+        assert_eq!(l.send(&mut sys, &mut b"a".to_vec(), 2, |_| {}), Ok(()));
         assert_eq!(
             sys.calls,
             vec![
@@ -348,16 +365,28 @@ mod tests {
             ],
         );
         let mut l = Link::new(Dest::Relay, addr());
-        assert_eq!(l.send(&mut sys, b"a", 0), Err(SendFail::Down));
+        assert_eq!(
+            l.send(&mut sys, &mut b"a".to_vec(), 0, |_| {}),
+            Err(SendFail::Down)
+        );
         // Down: nothing is sent at all until the window ends.
-        assert_eq!(l.send(&mut sys, b"a", RETRY_NS - 1), Err(SendFail::Down));
+        assert_eq!(
+            l.send(&mut sys, &mut b"a".to_vec(), RETRY_NS - 1, |_| {}),
+            Err(SendFail::Down)
+        );
         assert_eq!(sys.calls.len(), 4, "{:?}", sys.calls);
         // Window over: probe, then the real datagram is refused again.
-        assert_eq!(l.send(&mut sys, b"a", RETRY_NS), Err(SendFail::Down));
-        // Listening again: probe, then the datagram goes; then no probe.
-        assert_eq!(l.send(&mut sys, b"a", 2 * RETRY_NS), Ok(()));
         assert_eq!(
-            l.send(&mut sys, b"b", 2 * RETRY_NS + 1),
+            l.send(&mut sys, &mut b"a".to_vec(), RETRY_NS, |_| {}),
+            Err(SendFail::Down)
+        );
+        // Listening again: probe, then the datagram goes; then no probe.
+        assert_eq!(
+            l.send(&mut sys, &mut b"a".to_vec(), 2 * RETRY_NS, |_| {}),
+            Ok(())
+        );
+        assert_eq!(
+            l.send(&mut sys, &mut b"b".to_vec(), 2 * RETRY_NS + 1, |_| {}),
             Err(SendFail::Dropped(errno::NOBUFS))
         );
         assert_eq!(
@@ -389,7 +418,10 @@ mod tests {
             ..Fake::default()
         };
         let mut l = Link::new(Dest::Relay, addr());
-        assert_eq!(l.send(&mut sys, b"a", 0), Err(SendFail::Down));
+        assert_eq!(
+            l.send(&mut sys, &mut b"a".to_vec(), 0, |_| {}),
+            Err(SendFail::Down)
+        );
         assert_eq!(sys.calls, vec!["find Relay", "send 3 0"]);
     }
 
@@ -398,12 +430,18 @@ mod tests {
         let mut sys = fake(vec![Ok(4)], vec![Err(errno::BADF)]);
         let mut l = Link::new(Dest::Statsd, addr());
         assert_eq!(
-            l.send(&mut sys, b"a", 0),
+            l.send(&mut sys, &mut b"a".to_vec(), 0, |_| {}),
             Err(SendFail::Broken(errno::BADF))
         );
-        assert_eq!(l.send(&mut sys, b"a", 1), Err(SendFail::NoSocket(0)));
+        assert_eq!(
+            l.send(&mut sys, &mut b"a".to_vec(), 1, |_| {}),
+            Err(SendFail::NoSocket(0))
+        );
         sys.found = Some(11);
-        assert_eq!(l.send(&mut sys, b"a", RETRY_NS), Ok(()));
+        assert_eq!(
+            l.send(&mut sys, &mut b"a".to_vec(), RETRY_NS, |_| {}),
+            Ok(())
+        );
         assert_eq!(sys.calls.last().map(String::as_str), Some("send 11 1"));
         assert_eq!(
             l.stats,
@@ -413,9 +451,34 @@ mod tests {
                 opened: 1,
                 adopted: 1,
                 broken: 1,
-                refused: 0
+                ..LinkStats::default()
             }
         );
+    }
+
+    #[test]
+    fn a_probe_that_carried_bytes_marks_the_datagram_after_it() {
+        // The host sent 175 bytes for our empty probe: a sibling's frame.
+        let mut sys = fake(vec![Ok(4)], vec![Ok(175), Ok(3), Ok(3)]);
+        let mut l = Link::new(Dest::Relay, addr());
+        let mut first = *b"abc";
+        assert_eq!(l.send(&mut sys, &mut first, 0, |d| d[0] = b'X'), Ok(()));
+        assert_eq!(&first, b"Xbc");
+        // No probe before the next one, so nothing to mark.
+        let mut second = *b"abc";
+        assert_eq!(l.send(&mut sys, &mut second, 1, |d| d[0] = b'X'), Ok(()));
+        assert_eq!(&second, b"abc");
+        assert_eq!(
+            sys.calls,
+            vec![
+                "find Relay",
+                "open Relay 127.0.0.1:8125",
+                "send 4 0",
+                "send 4 3",
+                "send 4 3"
+            ]
+        );
+        assert_eq!((l.stats.stray_probes, l.stats.sent), (1, 2));
     }
 
     #[test]
@@ -423,7 +486,7 @@ mod tests {
         let mut sys = fake(vec![Ok(4)], vec![Ok(0), Ok(1)]);
         let mut l = Link::new(Dest::Relay, addr());
         assert_eq!(
-            l.send(&mut sys, b"abc", 0),
+            l.send(&mut sys, &mut b"abc".to_vec(), 0, |_| {}),
             Err(SendFail::Dropped(errno::NOBUFS))
         );
     }

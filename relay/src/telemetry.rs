@@ -18,6 +18,10 @@ pub struct InputCounters {
     pub corrupted: AtomicU64,
     /// Records seen before (same trace and span id), dropped (UDP).
     pub duplicated: AtomicU64,
+    /// Probes that the guest says went out with a sibling's bytes (UDP):
+    /// strays among `corrupted`/`duplicated`/`malformed` that stand for no
+    /// lost record.
+    pub stray_probes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +68,7 @@ impl Counters {
             queue_full: self.inputs.each_ref().map(|i| g(&i.queue_full)),
             corrupted: self.inputs.each_ref().map(|i| g(&i.corrupted)),
             duplicated: self.inputs.each_ref().map(|i| g(&i.duplicated)),
+            stray_probes: self.inputs.each_ref().map(|i| g(&i.stray_probes)),
             spans_sent: g(&self.spans_sent),
             payloads_sent: g(&self.payloads_sent),
             payloads_retried: g(&self.payloads_retried),
@@ -90,6 +95,7 @@ pub struct Snapshot {
     pub queue_full: [u64; 4],
     pub corrupted: [u64; 4],
     pub duplicated: [u64; 4],
+    pub stray_probes: [u64; 4],
     pub spans_sent: u64,
     pub payloads_sent: u64,
     pub payloads_retried: u64,
@@ -128,8 +134,8 @@ impl Snapshot {
             ));
             if *i == Source::Udp {
                 s.push_str(&format!(
-                    " udp.corrupted={} udp.duplicated={}",
-                    self.corrupted[k], self.duplicated[k]
+                    " udp.corrupted={} udp.duplicated={} udp.stray_probes={}",
+                    self.corrupted[k], self.duplicated[k], self.stray_probes[k]
                 ));
             }
         }
@@ -196,6 +202,12 @@ impl Snapshot {
                 out.push(line(
                     &format!("{p}.records_duplicated"),
                     d(self.duplicated[k], prev.duplicated[k]),
+                    "c",
+                    &t,
+                ));
+                out.push(line(
+                    &format!("{p}.stray_probes"),
+                    d(self.stray_probes[k], prev.stray_probes[k]),
                     "c",
                     &t,
                 ));
@@ -274,6 +286,7 @@ mod tests {
             queue_full: [0, 3, 0, 0],
             corrupted: [0, 0, 0, 4],
             duplicated: [0, 0, 0, 2],
+            stray_probes: [0, 0, 0, 1],
             spans_sent: 25,
             payloads_sent: 2,
             payloads_retried: 1,
@@ -316,19 +329,20 @@ mod tests {
     fn udp_reports_corrupted_and_duplicated() {
         let lines = snap().statsd_lines(&Snapshot::default(), "p", &[Source::Udp]);
         assert_eq!(
-            &lines[..5],
+            &lines[..6],
             &[
                 "p.relay.records_received:0|c|#input:udp",
                 "p.relay.records_malformed:0|c|#input:udp",
                 "p.relay.records_dropped:0|c|#input:udp,reason:queue_full",
                 "p.relay.records_corrupted:4|c|#input:udp",
                 "p.relay.records_duplicated:2|c|#input:udp",
+                "p.relay.stray_probes:1|c|#input:udp",
             ]
         );
         assert!(
             snap()
                 .log_line(&[Source::Udp], None)
-                .contains(" udp.corrupted=4 udp.duplicated=2 ")
+                .contains(" udp.corrupted=4 udp.duplicated=2 udp.stray_probes=1 ")
         );
     }
 

@@ -122,13 +122,18 @@ mod network {
                     packer.push(&line);
                 }
                 let mut all = true;
-                for datagram in packer.take() {
-                    all &= link.send(&mut self.sys, &datagram, now).is_ok();
+                for mut datagram in packer.take() {
+                    all &= link.send(&mut self.sys, &mut datagram, now, |_| {}).is_ok();
                 }
                 record.metrics_sent = all;
             }
             match binary::encode_with(record, binary::FLAG_CHECKSUM) {
-                Ok(frame) => self.relay.send(&mut self.sys, &frame, now).is_ok(),
+                Ok(mut frame) => self
+                    .relay
+                    .send(&mut self.sys, &mut frame, now, |f| {
+                        binary::set_flag(f, binary::FLAG_AFTER_STRAY_PROBE)
+                    })
+                    .is_ok(),
                 Err(_) => false,
             }
         }

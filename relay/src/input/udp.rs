@@ -114,8 +114,11 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration) {
             match sock.recv_from(&mut buf) {
                 // The guest's probes: nothing to read, nothing wrong.
                 Ok((0, _)) => {}
-                Ok((n, from)) => match binary::decode(&buf[..n]) {
-                    Ok(r) if dedup.first((r.trace_id_high, r.trace_id, r.span_id)) => {
+                Ok((n, from)) => match binary::decode_flags(&buf[..n]) {
+                    Ok((r, flags)) if dedup.first((r.trace_id_high, r.trace_id, r.span_id)) => {
+                        if flags & binary::FLAG_AFTER_STRAY_PROBE != 0 {
+                            Counters::add(&counters.stray_probes, 1);
+                        }
                         batch.push(Envelope::bare(r));
                     }
                     Ok(_) => Counters::add(&counters.duplicated, 1),
@@ -199,18 +202,27 @@ mod tests {
         let mut bad = summed.clone();
         bad[10] ^= 0x20;
         tx.send_to(&bad, addr).expect("send");
+        // After a stray probe, the guest marks its frame: counted once, even
+        // when the marked frame itself comes twice.
+        let mut marked = record(429);
+        marked.span_id = 778;
+        let mut marked = binary::encode_with(&marked, binary::FLAG_CHECKSUM).expect("frame");
+        binary::set_flag(&mut marked, binary::FLAG_AFTER_STRAY_PROBE);
+        tx.send_to(&marked, addr).expect("send");
+        tx.send_to(&marked, addr).expect("send");
         let h = std::thread::spawn(move || run(&sock, &q, "test", COALESCE));
         let mut got = Vec::new();
-        while got.len() < 3 {
+        while got.len() < 4 {
             let batch = rx.recv_timeout(Duration::from_secs(5)).expect("records");
             got.extend(batch.into_iter().map(|e| e.record.status));
         }
-        assert_eq!(got, vec![200, 503, 404]);
+        assert_eq!(got, vec![200, 503, 404, 429]);
         std::thread::sleep(Duration::from_millis(100));
         let s = counters.snapshot();
         assert_eq!(s.malformed[Source::Udp as usize], 2);
-        assert_eq!(s.duplicated[Source::Udp as usize], 1);
+        assert_eq!(s.duplicated[Source::Udp as usize], 2);
         assert_eq!(s.corrupted[Source::Udp as usize], 1);
+        assert_eq!(s.stray_probes[Source::Udp as usize], 1);
         // The global stop flag is shared by all tests: leave the thread be.
         drop(h);
     }
