@@ -66,7 +66,7 @@ const MAX_BATCH: usize = 512;
 
 /// Record ids remembered to catch duplicates: far more than arrive between
 /// a datagram and its duplicate (sent within the same few microseconds).
-const DEDUP_WINDOW: usize = 1 << 16;
+const DEDUP_WINDOW: usize = 1 << 13;
 
 /// The ids of the last [`DEDUP_WINDOW`] records, oldest forgotten first.
 #[derive(Default)]

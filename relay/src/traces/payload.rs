@@ -60,6 +60,10 @@ impl PayloadBuilder {
     pub fn finish(mut self) -> Payload {
         let n = u32::try_from(self.traces).unwrap_or(u32::MAX);
         self.body[1..5].copy_from_slice(&n.to_be_bytes());
+        // The body grew by doubling: a 600 KB payload sits in 1 MiB. Payloads
+        // wait in the buffer by their length (--max-buffered-bytes), so give
+        // the rest back, or an agent outage holds nearly twice the cap.
+        self.body.shrink_to_fit();
         Payload {
             body: self.body,
             traces: self.traces,
@@ -86,6 +90,8 @@ mod tests {
         let p = b.finish();
         assert_eq!(p.traces, 2);
         assert_eq!(&p.body[..5], &[0xdd, 0, 0, 0, 2]);
+        // Held by its length in the buffer: no spare capacity behind it.
+        assert_eq!(p.body.capacity(), p.body.len());
         let back: Vec<Vec<Span>> = rmp_serde::from_slice(&p.body).expect("decodes");
         assert_eq!(back, vec![vec![spans[0].clone()], vec![spans[1].clone()]]);
     }
