@@ -102,6 +102,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     time("pipe frame (msgpack)", |_| {
         black_box(binary::encode(black_box(&r)).ok());
     });
+    time("network frame (+ CRC-32)", |_| {
+        black_box(binary::encode_with(black_box(&r), binary::FLAG_CHECKSUM).ok());
+    });
     time("whole request, pipe", |i| {
         let (f, p) = request_part(&cfg, &mut ids, start + i64::from(i));
         let r = response_part(&cfg, f, &p, start + i64::from(i) + 1_000_000);

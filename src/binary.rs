@@ -99,17 +99,57 @@ pub fn set_flag(frame: &mut [u8], flag: u8) {
     }
 }
 
-/// CRC-32 (IEEE 802.3, as zlib), bitwise: frames are small and this keeps
-/// a 1 KiB table out of the guest.
+/// CRC-32 (IEEE 802.3, as zlib), four bytes per step ("slicing-by-4", 4 KiB
+/// of tables built at compile time, linked into the socket build only). Bit
+/// by bit it cost ~1 us per frame, paid on Traefik's threads by the guest
+/// and again by the relay. Eight bytes per step is a little faster, but its
+/// 8 KiB of tables cost the socket build a fourth initial page (64 KiB more
+/// per instance).
 pub fn crc32(bytes: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
     let mut crc = !0u32;
-    for b in bytes {
-        crc ^= u32::from(*b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
-        }
+    let mut words = bytes.chunks_exact(4);
+    for w in &mut words {
+        let w = u32::from_le_bytes(w.try_into().unwrap_or_default()) ^ crc;
+        crc = t[3][usize::from(w as u8)]
+            ^ t[2][usize::from((w >> 8) as u8)]
+            ^ t[1][usize::from((w >> 16) as u8)]
+            ^ t[0][usize::from((w >> 24) as u8)];
+    }
+    for b in words.remainder() {
+        crc = t[0][usize::from(crc as u8 ^ *b)] ^ (crc >> 8);
     }
     !crc
+}
+
+/// `[0]` is the classic byte table; `[k]` advances a byte's CRC by k more
+/// zero bytes.
+const CRC_TABLES: [[u32; 256]; 4] = crc_tables();
+
+const fn crc_tables() -> [[u32; 256]; 4] {
+    let mut t = [[0u32; 256]; 4];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = (c >> 1) ^ (0xedb8_8320 & (c & 1).wrapping_neg());
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut k = 1;
+    while k < 4 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    t
 }
 
 /// Reads the frame at the start of `buf`. Returns how many bytes it spans
@@ -225,6 +265,32 @@ mod tests {
     fn crc32_known_values() {
         assert_eq!(crc32(b""), 0);
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(b"a"), 0xe8b7_be43);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414f_a339
+        );
+        assert_eq!(
+            (CRC_TABLES[0][1], CRC_TABLES[0][255]),
+            (0x7707_3096, 0x2d02_ef8d)
+        );
+        // Every length around the 8-byte steps agrees with the bitwise
+        // definition.
+        let data: Vec<u8> = (0..40u32).map(|i| (i * 37 + 11) as u8).collect();
+        for n in 0..=data.len() {
+            assert_eq!(crc32(&data[..n]), bitwise_crc32(&data[..n]), "length {n}");
+        }
+    }
+
+    fn bitwise_crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for b in bytes {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+            }
+        }
+        !crc
     }
 
     #[test]

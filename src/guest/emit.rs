@@ -10,7 +10,6 @@ use tdp_core::binary;
 use tdp_core::config::{Config, ConfigError, Mode};
 use tdp_core::fallback;
 use tdp_core::record::Record;
-use tdp_core::time::now_unix_ns;
 use tdp_core::transport::Pipe;
 
 const LEVEL_INFO: i32 = 0;
@@ -41,17 +40,19 @@ impl Emitter {
         }
     }
 
-    pub fn record(&mut self, record: &mut Record) {
+    /// `now_ns`: the request's end, read just before; a clock read is a
+    /// host call, and the transports only need it for their retry windows.
+    pub fn record(&mut self, record: &mut Record, now_ns: i64) {
         if let Some(pipe) = self.pipe.as_mut() {
             if let Ok(frame) = binary::encode(record) {
-                if pipe.send(&frame, now_unix_ns()).is_ok() {
+                if pipe.send(&frame, now_ns).is_ok() {
                     return;
                 }
             }
         }
         #[cfg(feature = "network")]
         if let Some(net) = self.net.as_mut() {
-            if net.send(record) {
+            if net.send(record, now_ns) {
                 return;
             }
         }
@@ -85,7 +86,6 @@ mod network {
     use tdp_core::dogstatsd::{self, Names, Packer, UDP_MAX_DATAGRAM};
     use tdp_core::network::{Dest, Link};
     use tdp_core::record::Record;
-    use tdp_core::time::now_unix_ns;
 
     pub struct Net {
         sys: WasiUdp,
@@ -114,8 +114,7 @@ mod network {
 
         /// DogStatsD first (so the frame can say whether it went), then the
         /// span record. False: the record must go out another way.
-        pub fn send(&mut self, record: &mut Record) -> bool {
-            let now = now_unix_ns();
+        pub fn send(&mut self, record: &mut Record, now: i64) -> bool {
             if let Some(link) = self.statsd.as_mut() {
                 let mut packer = Packer::new(UDP_MAX_DATAGRAM);
                 for line in dogstatsd::request_lines(&self.names, record) {

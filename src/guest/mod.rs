@@ -237,6 +237,6 @@ impl Guest for Plugin {
             &res.header,
             true,
         ));
-        state.emitter.record(&mut record);
+        state.emitter.record(&mut record, end_ns);
     }
 }
