@@ -7,8 +7,10 @@ the count repeats for the same binaries and requests. Each variant of
 scripts/bench.py gets its own Traefik under callgrind; after a warm-up the
 counters are zeroed, N sequential keep-alive requests are sent, and the
 counters are dumped. The count includes Traefik's background work over the
-run's wall time (GC, timers), so compare variants at the same -n only
-(bare: 205,807 at -n 2000, 170,903 at -n 1000).
+run's wall time (GC, timers), so compare variants at the same -n only, on an
+otherwise idle machine: bare measured 205,807 and 221,720 at -n 2000 on idle
+machines, 246,256 and 553,573 with builds running beside it, while the
+plugin's variants repeat within ~2,000 (pipe: 389,517-391,179).
 
 Usage: .venv/bin/python scripts/host_cost.py [-n 2000] [variant ...]
 (variants: names from scripts/bench.py VARIANTS; default: bare, pipe, log)
