@@ -190,89 +190,90 @@ mod tests {
         assert_eq!(d.order.len(), DEDUP_WINDOW);
     }
 
+    /// A bound input, the datagrams `send` sends to it, then its reader
+    /// started: the first `n` records it hands on, and its counters.
+    fn read(
+        queue: usize,
+        n: usize,
+        send: impl FnOnce(&UdpSocket, std::net::SocketAddr),
+    ) -> (Vec<tdp_core::record::Record>, Arc<Counters>) {
+        let (sock, _) = bind("127.0.0.1:0").expect("bind");
+        let counters = Arc::new(Counters::default());
+        let (q, rx) = Queue::new(queue, counters.clone());
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("client");
+        send(&tx, sock.local_addr().expect("addr"));
+        // The global stop flag is shared by all tests: the thread is left be.
+        std::thread::spawn(move || run(&sock, &q, "test", COALESCE));
+        let mut got = Vec::new();
+        while got.len() < n {
+            let batch = rx.recv_timeout(Duration::from_secs(5)).expect("records");
+            got.extend(batch.into_iter().map(|e| e.record));
+        }
+        // Let the reader finish counting what followed the last record.
+        std::thread::sleep(Duration::from_millis(100));
+        (got, counters)
+    }
+
     #[test]
     fn one_frame_per_datagram() {
-        let (sock, _) = bind("127.0.0.1:0").expect("bind");
-        let addr = sock.local_addr().expect("addr");
-        let counters = Arc::new(Counters::default());
-        let (q, rx) = Queue::new(10, counters.clone());
-        let tx = UdpSocket::bind("127.0.0.1:0").expect("client");
-        let good = binary::encode(&record(200)).expect("frame");
-        tx.send_to(&good, addr).expect("send");
-        tx.send_to(b"not a frame", addr).expect("send");
-        tx.send_to(b"", addr).expect("send an empty probe");
-        let mut two = good.clone();
-        two.extend(&good);
-        tx.send_to(&two, addr).expect("send");
-        let mut other = record(503);
-        other.span_id += 1;
-        tx.send_to(&binary::encode(&other).expect("frame"), addr)
-            .expect("send");
-        // Checksummed: a good one, the same again, and one with a changed byte.
-        let mut r = record(404);
-        r.span_id = 777;
-        let summed = binary::encode_with(&r, binary::FLAG_CHECKSUM).expect("frame");
-        tx.send_to(&summed, addr).expect("send");
-        tx.send_to(&summed, addr).expect("send");
-        let mut bad = summed.clone();
-        bad[10] ^= 0x20;
-        tx.send_to(&bad, addr).expect("send");
-        // After a stray probe, the guest marks its frame: counted once, even
-        // when the marked frame itself comes twice.
-        let mut marked = record(429);
-        marked.span_id = 778;
-        let mut marked = binary::encode_with(&marked, binary::FLAG_CHECKSUM).expect("frame");
-        binary::set_flag(&mut marked, binary::FLAG_AFTER_STRAY_PROBE);
-        tx.send_to(&marked, addr).expect("send");
-        tx.send_to(&marked, addr).expect("send");
-        // Longer than any frame: cut by the receive slot, counted malformed.
-        let mut long = good.clone();
-        long.resize(binary::MAX_FRAME + 900, b'x');
-        tx.send_to(&long, addr).expect("send");
-        let h = std::thread::spawn(move || run(&sock, &q, "test", COALESCE));
-        let mut got = Vec::new();
-        while got.len() < 4 {
-            let batch = rx.recv_timeout(Duration::from_secs(5)).expect("records");
-            got.extend(batch.into_iter().map(|e| e.record.status));
-        }
-        assert_eq!(got, vec![200, 503, 404, 429]);
-        std::thread::sleep(Duration::from_millis(100));
+        let (got, counters) = read(10, 4, |tx, addr| {
+            let good = binary::encode(&record(200)).expect("frame");
+            tx.send_to(&good, addr).expect("send");
+            tx.send_to(b"not a frame", addr).expect("send");
+            tx.send_to(b"", addr).expect("send an empty probe");
+            let mut two = good.clone();
+            two.extend(&good);
+            tx.send_to(&two, addr).expect("send");
+            let mut other = record(503);
+            other.span_id += 1;
+            tx.send_to(&binary::encode(&other).expect("frame"), addr)
+                .expect("send");
+            // Checksummed: a good one, the same again, and one with a changed byte.
+            let mut r = record(404);
+            r.span_id = 777;
+            let summed = binary::encode_with(&r, binary::FLAG_CHECKSUM).expect("frame");
+            tx.send_to(&summed, addr).expect("send");
+            tx.send_to(&summed, addr).expect("send");
+            let mut bad = summed.clone();
+            bad[10] ^= 0x20;
+            tx.send_to(&bad, addr).expect("send");
+            // After a stray probe, the guest marks its frame: counted once, even
+            // when the marked frame itself comes twice.
+            let mut marked = record(429);
+            marked.span_id = 778;
+            let mut marked = binary::encode_with(&marked, binary::FLAG_CHECKSUM).expect("frame");
+            binary::set_flag(&mut marked, binary::FLAG_AFTER_STRAY_PROBE);
+            tx.send_to(&marked, addr).expect("send");
+            tx.send_to(&marked, addr).expect("send");
+            // Longer than any frame: cut by the receive slot, counted malformed.
+            let mut long = good.clone();
+            long.resize(binary::MAX_FRAME + 900, b'x');
+            tx.send_to(&long, addr).expect("send");
+        });
+        let statuses: Vec<u16> = got.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![200, 503, 404, 429]);
         let s = counters.snapshot();
         assert_eq!(s.malformed[Source::Udp as usize], 3);
         assert_eq!(s.duplicated[Source::Udp as usize], 2);
         assert_eq!(s.corrupted[Source::Udp as usize], 1);
         assert_eq!(s.stray_probes[Source::Udp as usize], 1);
-        // The global stop flag is shared by all tests: leave the thread be.
-        drop(h);
     }
 
     #[test]
     fn more_datagrams_than_slots_all_arrive_in_order() {
-        let (sock, _) = bind("127.0.0.1:0").expect("bind");
-        let addr = sock.local_addr().expect("addr");
-        let counters = Arc::new(Counters::default());
-        let (q, rx) = Queue::new(10_000, counters.clone());
-        let tx = UdpSocket::bind("127.0.0.1:0").expect("client");
         let n = SLOTS * 3 + 5;
-        for i in 0..n {
-            let mut r = record(200);
-            r.span_id = 10_000 + i as u64;
-            tx.send_to(
-                &binary::encode_with(&r, binary::FLAG_CHECKSUM).expect("frame"),
-                addr,
-            )
-            .expect("send");
-        }
-        let h = std::thread::spawn(move || run(&sock, &q, "test", COALESCE));
-        let mut got = Vec::new();
-        while got.len() < n {
-            let batch = rx.recv_timeout(Duration::from_secs(5)).expect("records");
-            got.extend(batch.into_iter().map(|e| e.record.span_id));
-        }
-        assert_eq!(got, (0..n as u64).map(|i| 10_000 + i).collect::<Vec<_>>());
+        let (got, counters) = read(10_000, n, |tx, addr| {
+            for i in 0..n {
+                let mut r = record(200);
+                r.span_id = 10_000 + i as u64;
+                let frame = binary::encode_with(&r, binary::FLAG_CHECKSUM).expect("frame");
+                tx.send_to(&frame, addr).expect("send");
+            }
+        });
+        let ids: Vec<u64> = got.iter().map(|r| r.span_id).collect();
+        assert_eq!(ids, (0..n as u64).map(|i| 10_000 + i).collect::<Vec<_>>());
         let s = counters.snapshot();
         assert_eq!(s.malformed[Source::Udp as usize], 0);
         assert_eq!(s.duplicated[Source::Udp as usize], 0);
-        drop(h);
     }
 }
