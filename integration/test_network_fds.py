@@ -5,11 +5,12 @@ What Traefik's socket extension does with fds (docs: shared/reference/traefik-wa
 traefik#11629): every handler build (at start, and again on every dynamic-config reload) gets a
 wasi-go module with its own fd table and dups Traefik's stdin/stdout/stderr for it (3 fds) that are
 never closed; a socket a guest instance opens is never closed when the pool drops the instance.
-The plugin answers with one UDP socket per destination (DogStatsD, relay) per handler build: an
-instance adopts a socket a sibling already connected (tagged by its fd flags) and opens one only
-when there is none. So the bound is, per handler build, 3 stdio fds + 2 UDP sockets (+ a socket
-more per destination when instances of the first burst open concurrently, before the first is
-tagged), and a soak on an unchanged config must not add any UDP socket beyond that race.
+The plugin answers with one UDP socket per destination per handler build: an instance adopts a
+socket a sibling already connected (tagged by its fd flags) and opens one only when there is
+none. With the defaults the only destination is the relay (DogStatsD straight from the guest,
+`directStatsd`, is off). So the bound is, per handler build, 3 stdio fds + 1 UDP socket (+ a
+socket more when instances of the first burst open concurrently, before the first is tagged),
+and a soak on an unchanged config must not add any UDP socket beyond that race.
 
 TCP sockets (the clients' connections and Traefik's idle connections to the backend) belong to
 Traefik's connection pools, not to the plugin: they are counted apart and bounded by the clients'
@@ -33,7 +34,7 @@ CONCURRENCY = 128
 BURST = 1000
 BURST_CONCURRENCY = 32
 STDIO_PER_BUILD = 3
-SOCKETS_PER_BUILD = 2  # DogStatsD + relay
+SOCKETS_PER_BUILD = 1  # the relay's (directStatsd is off by default)
 # Instances of a burst that start together may each find no tagged socket yet and open their own.
 OPEN_RACE_SLACK = 2
 
