@@ -15,6 +15,8 @@ mod input;
 #[cfg(unix)]
 mod pipeline;
 #[cfg(unix)]
+mod publish;
+#[cfg(unix)]
 mod settings;
 #[cfg(unix)]
 mod statsd;
