@@ -8,11 +8,12 @@
 
 use std::hint::black_box;
 use std::time::Instant;
+use tdp_core::buffering::StreamHints;
 use tdp_core::config::Config;
 use tdp_core::ids::{IdGenerator, fnv1a64};
 use tdp_core::propagation;
 use tdp_core::record::{Record, StatusSource};
-use tdp_core::request::{self, RequestFacts, StreamHints};
+use tdp_core::request::{self, RequestFacts};
 use tdp_core::{binary, fallback};
 
 const ITERATIONS: u32 = 100_000;
@@ -36,17 +37,17 @@ fn request_part(
     start_ns: i64,
 ) -> (RequestFacts, propagation::Propagation) {
     let f = facts(start_ns);
-    let observe = request::observe(
+    let observe = cfg.buffering.observe(
         &StreamHints {
             upgrade: Some(""),
             connection: Some(""),
             accept: Some("text/html,application/json"),
             content_type: Some(""),
+            range: None,
         },
         &f.host,
         &f.path,
-        &cfg.unbuffered_hosts,
-        &cfg.unbuffered_paths,
+        |_, _| false,
     );
     black_box(observe);
     ids.absorb(start_ns as u64 ^ fnv1a64(f.client_addr.as_bytes()));

@@ -325,8 +325,9 @@ mod tests {
     #[test]
     fn exact_size_of_the_sample() {
         // 170 before the three propagation strings, each empty: one byte;
-        // then one for the empty header-tag map and one for metrics_sent.
-        assert_eq!(frame(200).len(), 175);
+        // then one for the empty header-tag map and one for metrics_sent,
+        // then a nil each for the unknown size and gRPC status.
+        assert_eq!(frame(200).len(), 177);
     }
 
     #[test]
@@ -345,9 +346,12 @@ mod tests {
         // The record array had 24 elements (array16 header `dc 00 18`); the
         // three empty strings at its end are `a0 a0 a0`.
         let new = frame(200);
-        assert_eq!(&new[6..9], &[0xdc, 0x00, 29]);
-        assert_eq!(&new[new.len() - 5..], &[0xa0, 0xa0, 0xa0, 0x80, 0xc2]);
-        let mut old = new[..new.len() - 5].to_vec();
+        assert_eq!(&new[6..9], &[0xdc, 0x00, 31]);
+        assert_eq!(
+            &new[new.len() - 7..],
+            &[0xa0, 0xa0, 0xa0, 0x80, 0xc2, 0xc0, 0xc0]
+        );
+        let mut old = new[..new.len() - 7].to_vec();
         old[8] = 24;
         let body = (old.len() - HEADER_LEN) as u16;
         old[4..6].copy_from_slice(&body.to_le_bytes());

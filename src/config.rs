@@ -7,6 +7,7 @@
 //! expected, and lists may come as arrays, comma-separated strings, or the
 //! `{"0": .., "1": ..}` maps some providers produce.
 
+use crate::buffering::Policy;
 use crate::header_tags::HeaderTag;
 use crate::propagation::Style;
 use crate::status::StatusSet;
@@ -51,10 +52,8 @@ pub struct Config {
     /// while the relay's metrics come from checksummed frames.
     pub direct_statsd: bool,
     pub sample_rate: f64,
-    /// Path prefixes never buffered (large downloads, long polls).
-    pub unbuffered_paths: Vec<String>,
-    /// Hosts never buffered.
-    pub unbuffered_hosts: Vec<String>,
+    /// What is never buffered: listed path prefixes, hosts, extensions.
+    pub buffering: Policy,
     /// Styles tried, in order, to read the caller's trace context.
     pub propagation_extract: Vec<Style>,
     /// Styles written into the upstream request; empty: headers untouched.
@@ -85,8 +84,7 @@ impl Default for Config {
             relay_address: SocketAddr::from(([127, 0, 0, 1], 8127)),
             direct_statsd: false,
             sample_rate: 1.0,
-            unbuffered_paths: Vec::new(),
-            unbuffered_hosts: Vec::new(),
+            buffering: Policy::default(),
             propagation_extract: Style::DEFAULT.to_vec(),
             propagation_inject: Style::DEFAULT.to_vec(),
             trust_incoming: true,
@@ -121,6 +119,7 @@ pub const KEYS: &[&str] = &[
     "sampleRate",
     "unbufferedPaths",
     "unbufferedHosts",
+    "unbufferedExtensions",
     "propagationStyleExtract",
     "propagationStyleInject",
     "trustIncoming",
@@ -261,14 +260,15 @@ impl Config {
                 if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
                     return Err(format!("{bad:?} is not a path prefix starting with '/'"));
                 }
-                self.unbuffered_paths = paths;
+                self.buffering.unbuffered_paths = paths;
             }
             "unbufferedHosts" => {
-                self.unbuffered_hosts = list(v)?
+                self.buffering.unbuffered_hosts = list(v)?
                     .into_iter()
                     .map(|h| h.to_ascii_lowercase())
                     .collect()
             }
+            "unbufferedExtensions" => self.buffering.unbuffered_extensions = extensions(v)?,
             "propagationStyleExtract" => self.propagation_extract = styles(v)?,
             "propagationStyleInject" => self.propagation_inject = styles(v)?,
             "trustIncoming" => self.trust_incoming = boolean(v)?,
@@ -398,6 +398,29 @@ fn styles(v: &Value) -> Result<Vec<Style>, String> {
     Ok(out)
 }
 
+/// Path extensions: a list or comma separated string, with or without the
+/// leading dot, any case; `none` alone is the empty list (every response
+/// not otherwise excluded is buffered).
+fn extensions(v: &Value) -> Result<Vec<String>, String> {
+    let items = list(v)?;
+    if items.len() == 1 && items[0].eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    items
+        .iter()
+        .map(|e| {
+            let e = e.trim().trim_start_matches('.');
+            if e.is_empty() || !e.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                Err(format!(
+                    "{e:?} is not a file extension (letters and digits, like \"iso\" or \"zip\")"
+                ))
+            } else {
+                Ok(e.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
 fn list(v: &Value) -> Result<Vec<String>, String> {
     let items: Vec<String> = match v {
         Value::Array(a) => a.iter().map(string).collect::<Result<_, _>>()?,
@@ -463,8 +486,8 @@ mod tests {
         assert_eq!(c.statsd_port, 9125);
         assert_eq!(c.relay_address, "10.0.0.3:9000".parse().expect("addr"));
         assert_eq!(c.sample_rate, 0.25);
-        assert_eq!(c.unbuffered_paths, vec!["/download", "/events"]);
-        assert_eq!(c.unbuffered_hosts, vec!["big.example"]);
+        assert_eq!(c.buffering.unbuffered_paths, vec!["/download", "/events"]);
+        assert_eq!(c.buffering.unbuffered_hosts, vec!["big.example"]);
     }
 
     #[test]
@@ -479,8 +502,28 @@ mod tests {
     fn lists_from_strings_and_indexed_maps() {
         let c = parse(r#"{"unbufferedPaths":"/a, /b","unbufferedHosts":{"1":"y","0":"x"}}"#)
             .expect("valid");
-        assert_eq!(c.unbuffered_paths, vec!["/a", "/b"]);
-        assert_eq!(c.unbuffered_hosts, vec!["x", "y"]);
+        assert_eq!(c.buffering.unbuffered_paths, vec!["/a", "/b"]);
+        assert_eq!(c.buffering.unbuffered_hosts, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn unbuffered_extensions_replace_the_default_list() {
+        assert_eq!(
+            parse("{}")
+                .expect("defaults")
+                .buffering
+                .unbuffered_extensions
+                .len(),
+            crate::buffering::DEFAULT_EXTENSIONS.len()
+        );
+        let c = parse(r#"{"unbufferedExtensions":".ISO, zip,csv"}"#).expect("valid");
+        assert_eq!(c.buffering.unbuffered_extensions, vec!["iso", "zip", "csv"]);
+        let c = parse(r#"{"unbufferedExtensions":["none"]}"#).expect("valid");
+        assert!(c.buffering.unbuffered_extensions.is_empty());
+        assert_eq!(
+            err(r#"{"unbufferedExtensions":"tar.gz"}"#),
+            "key \"unbufferedExtensions\": \"tar.gz\" is not a file extension (letters and digits, like \"iso\" or \"zip\")"
+        );
     }
 
     #[test]

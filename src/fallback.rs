@@ -86,6 +86,18 @@ struct Line<'a> {
     header_tags: Cow<'a, BTreeMap<String, String>>,
     #[serde(rename = "dd.metrics_sent", default, skip_serializing_if = "is_false")]
     metrics_sent: bool,
+    #[serde(
+        rename = "ContentLength",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    content_length: Option<u64>,
+    #[serde(
+        rename = "GrpcStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    grpc_status: Option<u8>,
 }
 
 /// Why a line that carries the marker could not be read back.
@@ -165,6 +177,8 @@ pub fn encode(r: &Record) -> String {
         propagation_tags: b(&r.propagation_tags),
         header_tags: Cow::Borrowed(&r.header_tags),
         metrics_sent: r.metrics_sent,
+        content_length: r.content_length,
+        grpc_status: r.grpc_status,
     };
     // Serializing plain strings and numbers cannot fail; an empty line would
     // be skipped by readers rather than harm the request.
@@ -221,6 +235,8 @@ pub fn decode(text: &str) -> Result<Record, LineError> {
         propagation_tags: line.propagation_tags.into_owned(),
         header_tags: line.header_tags.into_owned(),
         metrics_sent: line.metrics_sent,
+        content_length: line.content_length,
+        grpc_status: line.grpc_status,
     })
 }
 
@@ -279,6 +295,16 @@ mod tests {
             r#""dd.origin":"synthetics-browser","dd.propagation_error":"extract_max_size","#,
             r#""dd.propagation_tags":"_dd.p.usr.id=a=b,_dd.p.ts=02"}"#
         )));
+        assert_eq!(decode(&line).expect("decodes"), r);
+    }
+
+    #[test]
+    fn round_trips_size_and_grpc_status() {
+        let mut r = sample(200);
+        r.content_length = Some(209_715_200);
+        r.grpc_status = Some(14);
+        let line = encode(&r);
+        assert!(line.ends_with(r#","ContentLength":209715200,"GrpcStatus":14}"#));
         assert_eq!(decode(&line).expect("decodes"), r);
     }
 

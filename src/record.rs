@@ -21,6 +21,11 @@ pub enum StatusSource {
     Grpc,
     /// A streamed response whose status the host does not reveal: 0.
     Unknown,
+    /// A streamed response whose status the status probe middleware saw.
+    Probe,
+    /// A streamed response whose `Content-Range` tells 206 or 416.
+    #[serde(rename = "content_range")]
+    ContentRange,
     /// A streamed response that failed midway, as when the client left: 499.
     Aborted,
 }
@@ -81,6 +86,12 @@ pub struct Record {
     /// mode): readers build the span but must not count the request again.
     #[serde(default)]
     pub metrics_sent: bool,
+    /// The response body's size where known (`Content-Length`).
+    #[serde(default)]
+    pub content_length: Option<u64>,
+    /// gRPC's status code (the `grpc-status` trailer) of a gRPC response.
+    #[serde(default)]
+    pub grpc_status: Option<u8>,
 }
 
 /// The resource name for a request under the configured rule.
@@ -135,7 +146,16 @@ impl Record {
             propagation_tags: String::new(),
             header_tags: BTreeMap::new(),
             metrics_sent: false,
+            content_length: None,
+            grpc_status: None,
         }
+    }
+
+    /// Records gRPC's own status; a server-side failure code marks the span
+    /// as an error even though HTTP said 200.
+    pub fn set_grpc_status(&mut self, code: u8) {
+        self.grpc_status = Some(code);
+        self.error |= crate::buffering::grpc_is_error(code);
     }
 
     /// `client_error` for 4xx, `server_error` for 5xx, whatever the error

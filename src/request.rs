@@ -1,5 +1,5 @@
 //! What the guest learns about a request before passing it on, reduced to
-//! plain values, and the decision whether its response may be buffered.
+//! plain values.
 
 /// Request facts, taken once in `handle_request`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,66 +61,6 @@ pub fn scheme(forwarded_proto: Option<&str>) -> &'static str {
     }
 }
 
-/// How the response of a request will be observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observe {
-    /// Buffer the response in Traefik so the status is readable.
-    Buffer,
-    /// Pass the response through as it streams; the status is inferred.
-    Stream(StreamKind),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamKind {
-    WebSocket,
-    EventStream,
-    Grpc,
-    Excluded,
-}
-
-/// The headers that decide buffering, as the request carries them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StreamHints<'a> {
-    pub upgrade: Option<&'a str>,
-    pub connection: Option<&'a str>,
-    pub accept: Option<&'a str>,
-    pub content_type: Option<&'a str>,
-}
-
-const GRPC: &str = "application/grpc";
-
-/// Buffering holds the whole response in Traefik's memory and has no Flush
-/// or Hijack, so streams and upgrades must never be buffered.
-pub fn observe(
-    hints: &StreamHints<'_>,
-    host: &str,
-    path: &str,
-    unbuffered_hosts: &[String],
-    unbuffered_paths: &[String],
-) -> Observe {
-    let has = |h: Option<&str>, needle: &str| {
-        h.is_some_and(|v| crate::text::contains_ignore_case(v, needle))
-    };
-    if hints.upgrade.is_some_and(|u| !u.trim().is_empty()) || has(hints.connection, "upgrade") {
-        Observe::Stream(StreamKind::WebSocket)
-    } else if has(hints.accept, "text/event-stream") {
-        Observe::Stream(StreamKind::EventStream)
-    } else if hints.content_type.is_some_and(|c| {
-        let c = c.trim_start().as_bytes();
-        c.len() >= GRPC.len() && c[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
-    }) {
-        Observe::Stream(StreamKind::Grpc)
-    } else if unbuffered_hosts.iter().any(|h| h == host)
-        || unbuffered_paths
-            .iter()
-            .any(|p| path.starts_with(p.as_str()))
-    {
-        Observe::Stream(StreamKind::Excluded)
-    } else {
-        Observe::Buffer
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,54 +102,5 @@ mod tests {
         assert_eq!(scheme(Some("wss")), "https");
         assert_eq!(scheme(Some("http")), "http");
         assert_eq!(scheme(None), "http");
-    }
-
-    fn obs(h: StreamHints<'_>, host: &str, path: &str) -> Observe {
-        observe(
-            &h,
-            host,
-            path,
-            &["big.example".to_owned()],
-            &["/download".to_owned()],
-        )
-    }
-
-    #[test]
-    fn streams_are_never_buffered() {
-        assert_eq!(obs(StreamHints::default(), "a", "/"), Observe::Buffer);
-        let ws = StreamHints {
-            upgrade: Some("websocket"),
-            connection: Some("Upgrade"),
-            ..Default::default()
-        };
-        assert_eq!(obs(ws, "a", "/"), Observe::Stream(StreamKind::WebSocket));
-        let h2c = StreamHints {
-            connection: Some("keep-alive, Upgrade"),
-            ..Default::default()
-        };
-        assert_eq!(obs(h2c, "a", "/"), Observe::Stream(StreamKind::WebSocket));
-        let sse = StreamHints {
-            accept: Some("text/html, Text/Event-Stream"),
-            ..Default::default()
-        };
-        assert_eq!(obs(sse, "a", "/"), Observe::Stream(StreamKind::EventStream));
-        let grpc = StreamHints {
-            content_type: Some("application/grpc+proto"),
-            ..Default::default()
-        };
-        assert_eq!(obs(grpc, "a", "/"), Observe::Stream(StreamKind::Grpc));
-        assert_eq!(
-            obs(StreamHints::default(), "big.example", "/"),
-            Observe::Stream(StreamKind::Excluded)
-        );
-        assert_eq!(
-            obs(StreamHints::default(), "a", "/download/x.iso"),
-            Observe::Stream(StreamKind::Excluded)
-        );
-        assert_eq!(
-            obs(StreamHints::default(), "a", "/downloads"),
-            Observe::Stream(StreamKind::Excluded)
-        );
-        assert_eq!(obs(StreamHints::default(), "a", "/dl"), Observe::Buffer);
     }
 }

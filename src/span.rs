@@ -95,6 +95,9 @@ impl Span {
         if r.status != 0 {
             put("http.status_code", &r.status.to_string());
         }
+        if let Some(code) = r.grpc_status {
+            put("grpc.status.code", &code.to_string());
+        }
         if r.trace_id_high != 0 {
             put("_dd.p.tid", &crate::text::hex16(r.trace_id_high));
         }
@@ -131,6 +134,9 @@ impl Span {
         // The agent computes trace metrics only for top-level or measured spans.
         metrics.insert("_top_level".to_owned(), 1.0);
         metrics.insert("_dd.measured".to_owned(), 1.0);
+        if let Some(len) = r.content_length {
+            metrics.insert("http.response.content_length".to_owned(), len as f64);
+        }
         // Only for a rule the plugin applied: an inherited decision has rate 1.
         if r.sampling_mechanism == MECHANISM_RULE && r.sample_rate < 1.0 {
             metrics.insert("_dd.rule_psr".to_owned(), r.sample_rate);

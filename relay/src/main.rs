@@ -17,6 +17,8 @@ mod pipeline;
 #[cfg(unix)]
 mod publish;
 #[cfg(unix)]
+mod routes;
+#[cfg(unix)]
 mod settings;
 #[cfg(unix)]
 mod statsd;
@@ -191,6 +193,11 @@ fn run(s: settings::Settings) -> Result<(), String> {
         metrics_interval: s.metrics_interval,
         telemetry_interval: s.telemetry_interval,
         shutdown_timeout: s.shutdown_timeout,
+        routes: s
+            .pipe
+            .as_ref()
+            .and_then(|p| p.parent())
+            .and_then(|dir| routes::Routes::new(dir.to_owned(), s.learn_bytes, s.learn_ttl)),
     }
     .run(rx);
     Ok(())

@@ -50,6 +50,8 @@ pub struct Pipeline {
     pub metrics_interval: Duration,
     pub telemetry_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// Learned large routes, published beside the FIFO; `None`: off.
+    pub routes: Option<crate::routes::Routes>,
 }
 
 /// `<prefix>.relay.agent_sample_rate` gauges, one per `service:<s>,env:<e>`
@@ -104,6 +106,9 @@ impl Pipeline {
     fn handle(&mut self, e: Envelope) {
         let Envelope { mut record, host } = e;
         apply_defaults(&mut record, &self.defaults);
+        if let Some(r) = self.routes.as_mut() {
+            r.observe(&record);
+        }
         // The guest's network mode sends a request's DogStatsD lines itself.
         if let Some(agg) = self.aggregator.as_mut().filter(|_| !record.metrics_sent) {
             agg.add(&record);
@@ -194,6 +199,9 @@ impl Pipeline {
                 }
             }
             let now = Instant::now();
+            if let Some(r) = self.routes.as_mut() {
+                r.tick(now);
+            }
             if now >= next_flush {
                 self.flush_traces();
                 next_flush = now + self.flush_interval;

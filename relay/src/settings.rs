@@ -72,6 +72,10 @@ pub struct Settings {
     pub echo_records: bool,
     pub max_line_bytes: usize,
     pub queue_size: usize,
+    /// Response size that makes a route large (0: learn nothing).
+    pub learn_bytes: u64,
+    /// How long a route stays learned after its last large response.
+    pub learn_ttl: Duration,
 
     pub agent: AgentUrl,
     pub traces: bool,
@@ -107,6 +111,8 @@ impl Default for Settings {
             echo_records: false,
             max_line_bytes: 64 * 1024,
             queue_size: 10_000,
+            learn_bytes: 1 << 20,
+            learn_ttl: Duration::from_secs(3600),
             agent: AgentUrl::Http {
                 host: DEFAULT_HOST.to_owned(),
                 port: DEFAULT_TRACE_PORT,
@@ -189,6 +195,16 @@ INPUTS (at least one; any combination, each read by its own thread):
                             records are dropped and counted (the FIFO keeps
                             flowing); --follow waits instead (the file keeps
                             them).
+
+LEARNED ROUTES (with --pipe):
+    --learn-bytes N         A response of at least N bytes (its Content-Length)
+                            makes its route (host + path directory) large: the
+                            relay publishes the route beside the FIFO
+                            (traefik-datadog.routes) and the plugin stops
+                            buffering its responses (default 1048576, 1 MiB;
+                            0 turns learning off).
+    --learn-ttl DUR         A route stays learned this long after its last
+                            large response (default 60m).
 
 TRACES:
     --agent-url URL         Trace agent: http://HOST:PORT or unix:///PATH.
@@ -331,6 +347,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             "--connect-timeout" => s.connect_timeout = duration(flag, &value()?)?,
             "--request-timeout" => s.request_timeout = duration(flag, &value()?)?,
             "--shutdown-timeout" => s.shutdown_timeout = duration(flag, &value()?)?,
+            "--learn-bytes" => s.learn_bytes = count(flag, &value()?, 0)? as u64,
+            "--learn-ttl" => s.learn_ttl = duration(flag, &value()?)?,
             "--dogstatsd-url" => statsd_flag = Some(statsd_url(flag, &value()?)?),
             "--metrics-prefix" => {
                 let p = value()?;

@@ -12,13 +12,16 @@ use http_wasm_guest::host::{Request, Response, admin, feature};
 use http_wasm_guest::{Guest, register as register_guest};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use tdp_core::config::Config;
+use tdp_core::buffering::{self, Observe, ResponseHints, StreamHints, StreamKind};
+use tdp_core::config::{Config, Mode};
 use tdp_core::header_tags::{HeaderTag, tag_value};
 use tdp_core::ids::{IdGenerator, fnv1a64};
+use tdp_core::learned::{self, LearnedRoutes};
 use tdp_core::propagation::{self, Propagation};
-use tdp_core::record::{CLIENT_CLOSED, Record, StatusSource};
-use tdp_core::request::{self, Observe, RequestFacts, StreamHints, StreamKind};
+use tdp_core::record::{Record, StatusSource};
+use tdp_core::request::{self, RequestFacts};
 use tdp_core::time::now_unix_ns;
+use tdp_core::watch::{Change, Watch};
 
 /// A request between `handle_request` and `handle_response`. The host holds
 /// an instance exclusively for that time, so one slot is enough.
@@ -33,6 +36,10 @@ struct State {
     ids: IdGenerator,
     in_flight: Option<InFlight>,
     emitter: emit::Emitter,
+    /// The routes the relay learned to be large, and where it publishes
+    /// them; no watch where no directory is mounted (log, network modes).
+    learned: LearnedRoutes,
+    learned_watch: Option<Watch<watch::WasiFiles>>,
 }
 
 struct Plugin {
@@ -55,6 +62,13 @@ pub fn register() {
                     ids: IdGenerator::new(&instance_seeds()),
                     in_flight: None,
                     emitter: emit::Emitter::new(&config),
+                    learned: LearnedRoutes::default(),
+                    learned_watch: matches!(config.mode, Mode::Auto | Mode::Pipe).then(|| {
+                        Watch::new(
+                            watch::WasiFiles,
+                            tdp_core::watch::beside(&config.pipe_path, learned::FILE_NAME),
+                        )
+                    }),
                 }),
                 config,
             })
@@ -152,23 +166,32 @@ impl Guest for Plugin {
             user_agent: get("User-Agent"),
             client_addr,
         };
+        if let Some(w) = state.learned_watch.as_mut() {
+            match w.poll(start_ns) {
+                Change::Updated(bytes) => state.learned = LearnedRoutes::parse(&bytes),
+                Change::Removed => state.learned = LearnedRoutes::default(),
+                Change::Unchanged => {}
+            }
+        }
         let (upgrade, connection, accept, content_type) = (
             get("Upgrade"),
             get("Connection"),
             get("Accept"),
             get("Content-Type"),
         );
-        let observe = request::observe(
+        let range = present.get(&req.header, b"Range");
+        let learned = &state.learned;
+        let observe = self.config.buffering.observe(
             &StreamHints {
                 upgrade: Some(&upgrade),
                 connection: Some(&connection),
                 accept: Some(&accept),
                 content_type: Some(&content_type),
+                range: range.as_deref(),
             },
             &facts.host,
             &facts.path,
-            &self.config.unbuffered_hosts,
-            &self.config.unbuffered_paths,
+            |host, path| learned.contains(host, path),
         );
         if observe == Observe::Buffer {
             admin::enable(feature::BufferResponse);
@@ -209,20 +232,47 @@ impl Guest for Plugin {
             return;
         };
         let end_ns = now_unix_ns();
-        let (status, source) = match f.observe {
+        let header = |name: &[u8]| res.header.get(name).map(|v| lossy(&v));
+        let (status, source, grpc) = match f.observe {
             // Only a buffered response may be asked its status: the host
             // panics otherwise.
             Observe::Buffer => (
                 u16::try_from(res.status()).unwrap_or(0),
                 StatusSource::Buffered,
+                None,
             ),
-            Observe::Stream(_) if is_error => (CLIENT_CLOSED, StatusSource::Aborted),
-            Observe::Stream(StreamKind::WebSocket) if res.header.get(b"Upgrade").is_some() => {
-                (101, StatusSource::Upgrade)
+            Observe::Stream(kind) => {
+                let probe = header(buffering::PROBE_HEADER.as_bytes());
+                let (upgrade, content_range, grpc) = match kind {
+                    _ if probe.is_some() || is_error => (None, None, None),
+                    StreamKind::WebSocket => (header(b"Upgrade"), None, None),
+                    // A trailer announced in `Trailer` sits in the header map
+                    // under its name, an unannounced one as `Trailer:<name>`;
+                    // a trailers-only response sends it as a header.
+                    StreamKind::Grpc => (
+                        None,
+                        None,
+                        header(b"Grpc-Status").or_else(|| header(b"Trailer:Grpc-Status")),
+                    ),
+                    _ => (None, header(b"Content-Range"), None),
+                };
+                let (status, source) = buffering::stream_status(
+                    kind,
+                    is_error,
+                    &ResponseHints {
+                        probe_status: probe.as_deref(),
+                        upgrade: upgrade.as_deref(),
+                        content_range: content_range.as_deref(),
+                    },
+                );
+                (
+                    status,
+                    source,
+                    grpc.as_deref().and_then(buffering::grpc_code),
+                )
             }
-            Observe::Stream(StreamKind::Grpc) => (200, StatusSource::Grpc),
-            Observe::Stream(_) => (0, StatusSource::Unknown),
         };
+        let content_length = header(b"Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
         let mut record = Record::complete(
             f.facts,
             end_ns,
@@ -231,6 +281,10 @@ impl Guest for Plugin {
             f.propagation.ctx,
             &self.config,
         );
+        record.content_length = content_length;
+        if let Some(code) = grpc {
+            record.set_grpc_status(code);
+        }
         f.propagation.annotate(&mut record);
         record.header_tags = f.header_tags;
         record.header_tags.extend(read_header_tags(
