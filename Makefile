@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PLUGIN_DIR := build/plugins-local/src/traefik-datadog-plugin
 PLUGIN_NET_DIR := build/plugins-local/src/traefik-datadog-plugin-net
+# The status probe: Go source Traefik interprets (Yaegi), laid out under its import path.
+PROBE_DIR := build/plugins-local/src/github.com/traefik-datadog-plugin/statusprobe
 WASM := target/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 # The socket build goes to its own target dir so the two builds never overwrite each other.
 WASM_NET := target/net/wasm32-wasip1/release/traefik-datadog-plugin.wasm
@@ -37,6 +39,8 @@ build: setup
 	cp .traefik.yml $(PLUGIN_DIR)/.traefik.yml
 	cp $(WASM_NET) $(PLUGIN_NET_DIR)/plugin.wasm
 	cp .traefik.yml $(PLUGIN_NET_DIR)/.traefik.yml
+	mkdir -p $(PROBE_DIR)
+	cp probe/.traefik.yml probe/go.mod probe/statusprobe.go $(PROBE_DIR)/
 	@echo "plugin:     $(PLUGIN_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_DIR)/plugin.wasm) bytes)"
 	@echo "plugin-net: $(PLUGIN_NET_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_NET_DIR)/plugin.wasm) bytes)"
 

@@ -9,6 +9,9 @@ Routes (any method, any host):
                   (default 1000) ``data: second``, then the stream ends.
 - ``/stream...``  chunked body: ``chunks`` (default 5) lines ``chunk <i>``, ``interval_ms``
                   (default 100) apart.
+- ``size=<n>``    on any other path: a body of ``n`` zero bytes with ``Content-Length`` (without it
+                  when ``chunked=1``), written 1 MiB at a time; honours one ``Range: bytes=a-b``
+                  (206 with ``Content-Range``, 416 ``bytes */n`` when unsatisfiable).
 - anything else   ``status=<code>`` (default 200), ``delay_ms=<n>`` (sleep before
                   answering); body ``<METHOD> <path>\\n`` (nothing for HEAD, 204, 304);
                   a 3xx carries ``Location: /moved``.
@@ -82,7 +85,48 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+CHUNK = bytes(1 << 20)
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) of ``bytes=a-b`` / ``bytes=a-`` within ``size``; None if unsatisfiable."""
+    spec = header.strip().removeprefix("bytes=")
+    first_s, _, last_s = spec.partition("-")
+    first = int(first_s) if first_s else 0
+    last = int(last_s) if last_s else size - 1
+    if first >= size or first > last:
+        return None
+    return first, min(last, size - 1)
+
+
+async def sized(request: web.Request, size: int) -> web.StreamResponse:
+    status, first, length = 200, 0, size
+    headers = {"X-Backend": "1", "Content-Type": "application/octet-stream"}
+    if "Range" in request.headers:
+        rng = _byte_range(request.headers["Range"], size)
+        if rng is None:
+            return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        first, last = rng
+        status, length = 206, last - first + 1
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    resp = web.StreamResponse(status=status, headers=headers)
+    if request.query.get("chunked") == "1":
+        resp.enable_chunked_encoding()
+    else:
+        resp.content_length = length
+    await resp.prepare(request)
+    left = length
+    while left > 0:
+        n = min(left, len(CHUNK))
+        await resp.write(CHUNK[:n])
+        left -= n
+    await resp.write_eof()
+    return resp
+
+
 async def generic(request: web.Request) -> web.StreamResponse:
+    if request.query.get("size"):
+        return await sized(request, _int_query(request, "size", 0))
     status = _int_query(request, "status", 200)
     delay_ms = _int_query(request, "delay_ms", 0)
     if delay_ms > 0:

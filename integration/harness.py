@@ -30,6 +30,9 @@ DEFAULT_PLUGIN_DIR = REPO_DIR / "build" / "plugins-local" / "src" / MODULE_NAME
 # The socket build (plugin-net.wasm as plugin.wasm), loaded under its own moduleName.
 NET_MODULE_NAME = "traefik-datadog-plugin-net"
 NET_PLUGIN_DIR = Path(os.environ.get("NET_PLUGIN_DIR") or REPO_DIR / "build" / "plugins-local" / "src" / NET_MODULE_NAME)
+# The status probe (probe/, a Go middleware for Traefik's interpreter) as `make build` lays it out.
+PROBE_MODULE = "github.com/traefik-datadog-plugin/statusprobe"
+PROBE_DIR = REPO_DIR / "build" / "plugins-local" / "src" / PROBE_MODULE
 READY_PREFIX = "/__ready/"
 READY_HOST = "ready.test"
 
@@ -170,6 +173,8 @@ class Traefik:
         plugin_dir: Path | None = None,
         module_name: str = MODULE_NAME,
         watch: bool = False,
+        extra_plugins: dict[str, tuple[str, Path]] | None = None,
+        extra_middlewares: dict[str, dict[str, Any]] | None = None,
     ):
         self.workdir = workdir
         self.backend = backend
@@ -187,6 +192,10 @@ class Traefik:
         self.module_name = module_name
         # File provider `watch: true`: rewrite_dynamic() then reloads the configuration.
         self.watch = watch
+        # Other local plugins: name -> (moduleName, source folder), e.g. the status probe; and
+        # middlewares given whole (name -> {"plugin": {...}}).
+        self.extra_plugins = dict(extra_plugins or {})
+        self.extra_middlewares = dict(extra_middlewares or {})
         self.ports = {name: free_port() for name in self.routes}
         self.log_path = workdir / "traefik.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -210,6 +219,8 @@ class Traefik:
             if self.mounts:
                 plugin["settings"] = {"mounts": self.mounts}
             cfg["experimental"] = {"localPlugins": {PLUGIN_NAME: plugin}}
+        for name, (module, _src) in self.extra_plugins.items():
+            cfg.setdefault("experimental", {}).setdefault("localPlugins", {})[name] = {"moduleName": module}
         return cfg
 
     def dynamic_config(self) -> dict[str, Any]:
@@ -225,6 +236,8 @@ class Traefik:
         }
         if self.middlewares:
             http["middlewares"] = {name: {"plugin": {PLUGIN_NAME: conf}} for name, conf in self.middlewares.items()}
+        if self.extra_middlewares:
+            http.setdefault("middlewares", {}).update(self.extra_middlewares)
         return {"http": http}
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -234,6 +247,8 @@ class Traefik:
             plugin_src = find_plugin_dir(self.plugin_dir)
             dest = self.workdir / "plugins-local" / "src" / self.module_name
             shutil.copytree(plugin_src, dest)
+        for module, src in self.extra_plugins.values():
+            shutil.copytree(src, self.workdir / "plugins-local" / "src" / module)
         # JSON is YAML: values keep their JSON types (a quoted "1" stays a string).
         (self.workdir / "traefik.yml").write_text(json.dumps(self.static_config(), indent=2))
         (self.workdir / "dynamic.yml").write_text(json.dumps(self.dynamic_config(), indent=2))

@@ -1,0 +1,3 @@
+module github.com/traefik-datadog-plugin/statusprobe
+
+go 1.22
