@@ -46,7 +46,10 @@ def relay_args(agent: TestAgent, statsd: StatsdListener, *inputs: str) -> list[s
 
 
 def start_pipe_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *,
-                        plugin: dict[str, Any] | None = None, relay_extra: list[str] | None = None) -> Pipeline:
+                        plugin: dict[str, Any] | None = None, relay_extra: list[str] | None = None,
+                        routes: list[Route] | None = None) -> Pipeline:
+    """Relay on a FIFO in <tmp>/run, mounted at /run/dd; Traefik with route `web` through the
+    middleware `dd` (or ``routes``)."""
     agent = TestAgent(tmp / "agent").start()
     statsd = StatsdListener()
     run_dir = tmp / "run"
@@ -58,7 +61,7 @@ def start_pipe_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *,
         assert time.monotonic() < deadline, f"relay did not create {fifo}: {relay.log()}"
         time.sleep(0.05)
     conf = {**DD_CONFIG, "mode": "pipe", "pipePath": f"{GUEST_DIR}/{FIFO_NAME}", **(plugin or {})}
-    traefik = traefik_factory(middlewares={"dd": conf}, routes=[Route("web", ["dd"])],
+    traefik = traefik_factory(middlewares={"dd": conf}, routes=routes or [Route("web", ["dd"])],
                               mounts=[f"{run_dir}:{GUEST_DIR}"])
     return Pipeline(agent, statsd, relay, traefik, fifo)
 
