@@ -32,6 +32,8 @@ BACKEND = REPO / "target/release/examples/bench_backend"
 RELAY = REPO / "target/release/traefik-datadog-relay"
 
 NET_PLUGIN_DIR = PLUGIN_DIR.parent / "traefik-datadog-plugin-net"
+PROBE_MODULE = "github.com/traefik-datadog-plugin/statusprobe"
+PROBE_DIR = PLUGIN_DIR.parent / PROBE_MODULE
 
 # name -> (log format, plugin config or None for bare, reader)
 VARIANTS = {
@@ -43,6 +45,10 @@ VARIANTS = {
     "pipe (drain, no propagation)": ("json", {"mode": "pipe", "propagationStyleExtract": "none",
                                               "propagationStyleInject": "none"}, "drain"),
     "network (relay, plugin-net.wasm)": ("json", {"mode": "network"}, "udp-relay"),
+    # The buffering policy's price: nothing buffered (status unknown), and nothing buffered with
+    # the status probe after the plugin (status exact).
+    "pipe (relay), unbuffered": ("json", {"mode": "pipe", "unbufferedPaths": "/"}, "relay"),
+    "pipe (relay), unbuffered + status probe": ("json", {"mode": "pipe", "unbufferedPaths": "/"}, "relay-probe"),
     # The floor of any wasm middleware on this host: the same module given an invalid config
     # registers a guest that does nothing per request (no host call at all).
     "wasm floor (pass-through guest)": ("json", {"mode": "invalid-on-purpose"}, None),
@@ -102,6 +108,12 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
             **({} if reader == "udp-relay" else {"settings": {"mounts": [f"{run_dir}:/run/dd"]}}),
         }}},
     }
+    probe = reader == "relay-probe"
+    if probe:
+        reader = "relay"
+        static["experimental"]["localPlugins"]["statusprobe"] = {"moduleName": PROBE_MODULE}
+        if not (work / "plugins-local/src" / PROBE_MODULE).exists():
+            shutil.copytree(PROBE_DIR, work / "plugins-local/src" / PROBE_MODULE)
     router = {"rule": "PathPrefix(`/`)", "service": "s", "entryPoints": ["web"]}
     dynamic = {"http": {"routers": {"r": router}, "services": {
         "s": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend_port}"}]}}}}}
@@ -112,6 +124,9 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
     if plugin is not None:
         dynamic["http"]["middlewares"] = {"dd": {"plugin": {"datadog": {"service": "bench", **plugin}}}}
         router["middlewares"] = ["dd"]
+        if probe:
+            dynamic["http"]["middlewares"]["probe"] = {"plugin": {"statusprobe": {}}}
+            router["middlewares"].append("probe")
     (work / "traefik.yml").write_text(json.dumps(static))
     (work / "dynamic.yml").write_text(json.dumps(dynamic))
     procs = []
