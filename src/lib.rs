@@ -9,6 +9,7 @@ pub mod dogstatsd;
 pub mod fallback;
 pub mod header_tags;
 pub mod ids;
+pub mod limits;
 pub mod network;
 pub mod propagation;
 pub mod record;
