@@ -58,6 +58,19 @@ pub fn text(bytes: &[u8], max: usize) -> String {
     s
 }
 
+/// A header's values as the host gives them (each NUL-terminated) as one
+/// comma-joined text of at most `max` bytes, as HTTP allows joining them;
+/// only the prefix the cut keeps is converted.
+pub fn header_text(nul_terminated: &[u8], max: usize) -> String {
+    let values = nul_terminated.strip_suffix(&[0]).unwrap_or(nul_terminated);
+    let head: Vec<u8> = values
+        .iter()
+        .take(max.saturating_add(4))
+        .map(|&b| if b == 0 { b',' } else { b })
+        .collect();
+    text(&head, max)
+}
+
 /// Cuts what the client sent to its documented size.
 pub fn bound_facts(f: &mut RequestFacts) {
     cut(&mut f.host, MAX_HOST);

@@ -38,6 +38,19 @@ fn text_replaces_bad_bytes_and_converts_only_a_prefix() {
     assert_eq!(&t[..4], "uuuu");
 }
 
+#[test]
+fn header_values_join_with_commas() {
+    assert_eq!(header_text(b"a\0b\0\0c\0", usize::MAX), "a,b,,c");
+    assert_eq!(header_text(b"\0", usize::MAX), "");
+    assert_eq!(header_text(b"abcdef\0", 5), "ab...");
+    assert_eq!(header_text(b"abcde\0", 5), "abcde");
+    assert_eq!(header_text(b"\xff\0", usize::MAX), "\u{fffd}");
+    let many = b"v\0".repeat(500_000);
+    let t = header_text(&many, MAX_HOST);
+    assert_eq!(t.len(), MAX_HOST);
+    assert!(t.starts_with("v,v,v,"));
+}
+
 /// A xorshift generator: the property tests need no extra crate.
 struct Rng(u64);
 
@@ -183,8 +196,9 @@ fn every_record_fits_one_frame_and_one_line_after_fit() {
             assert!(n - HEADER_LEN <= encoded_upper_bound(&r), "case {case}");
         }
         fit(&mut r);
-        let frame = binary::encode_with(&r, FLAG_CHECKSUM)
-            .unwrap_or_else(|e| panic!("case {case}: {e} after fit"));
+        let frame = binary::encode_with(&r, FLAG_CHECKSUM);
+        assert!(frame.is_ok(), "case {case}: {frame:?} after fit");
+        let frame = frame.expect("checked just above");
         assert!(frame.len() <= MAX_FRAME, "case {case}");
         assert!(
             frame.len() - HEADER_LEN - CHECKSUM_LEN <= encoded_upper_bound(&r),
