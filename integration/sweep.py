@@ -21,6 +21,15 @@ from harness import Route, Traefik
 from raw_backend import RawBackend
 
 ID_RE = re.compile(r"^/sweep/(r\d{6})/")
+# A record's fallback line, JSON-escaped once more by Traefik's JSON log, stays far below the
+# relay's default --max-line-bytes (65536) even when every kept byte needs an escape.
+MAX_RECORD_TEXT = 25 * 1024
+# The cut sizes of src/limits.rs, plus the 3-byte "..." marker they include.
+MAX_USER_AGENT = 512
+MAX_PATH = 1024
+MAX_METHOD = 32
+MAX_HOST = 256
+MAX_TAG_VALUE = 512
 LOG_CONFIG = {"service": "edge", "env": "test", "mode": "log", "headerTags": ["x-big:http.big", "user-agent:http.ua"]}
 
 
@@ -165,3 +174,26 @@ def statuses(values: Iterable[int | None]) -> dict[str, int]:
     for v in values:
         out[str(v)] = out.get(str(v), 0) + 1
     return dict(sorted(out.items()))
+
+
+def check_records(s: "Sweep") -> list[str]:
+    """Mismatches plus records over the documented sizes."""
+    bad = s.mismatches()
+    for rid, recs in s.records_by_id().items():
+        for r in recs:
+            d = r.data
+            over = [
+                f"{k}={len(str(d.get(k, '')).encode())}"
+                for k, cap in (
+                    ("request_User-Agent", MAX_USER_AGENT),
+                    ("RequestPath", MAX_PATH),
+                    ("RequestMethod", MAX_METHOD),
+                    ("RequestHost", MAX_HOST),
+                )
+                if len(str(d.get(k, "")).encode()) > cap
+            ]
+            over += [f"tag {k}={len(v.encode())}" for k, v in d.get("dd.header_tags", {}).items()
+                     if len(v.encode()) > MAX_TAG_VALUE]
+            if over or len(r.text) > MAX_RECORD_TEXT:
+                bad.append(f"{rid}: record over its bounds: {over}, text {len(r.text)} bytes")
+    return bad

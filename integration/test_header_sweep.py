@@ -12,43 +12,12 @@ from typing import Iterator
 
 import pytest
 
-from sweep import Probe, Sweep, distinct_headers, largest, started, statuses
-
-# A record's fallback line, JSON-escaped once more by Traefik's JSON log, stays far below the
-# relay's default --max-line-bytes (65536) even when every kept byte needs an escape.
-MAX_RECORD_TEXT = 25 * 1024
-# The cut sizes of src/limits.rs, plus the 3-byte "..." marker they include.
-MAX_USER_AGENT = 512
-MAX_PATH = 1024
-MAX_METHOD = 32
-MAX_HOST = 256
-
+from sweep import Probe, Sweep, check_records, distinct_headers, largest, started, statuses
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
     with started(tmp_path_factory.mktemp("sweep")) as (t, backend):
         yield Sweep(t, backend)
-
-
-def check_records(s: Sweep) -> list[str]:
-    """Mismatches plus records over the documented sizes."""
-    bad = s.mismatches()
-    for rid, recs in s.records_by_id().items():
-        for r in recs:
-            d = r.data
-            over = [
-                f"{k}={len(str(d.get(k, '')).encode())}"
-                for k, cap in (
-                    ("request_User-Agent", MAX_USER_AGENT),
-                    ("RequestPath", MAX_PATH),
-                    ("RequestMethod", MAX_METHOD),
-                    ("RequestHost", MAX_HOST),
-                )
-                if len(str(d.get(k, "")).encode()) > cap
-            ]
-            if over or len(r.text) > MAX_RECORD_TEXT:
-                bad.append(f"{rid}: record over its bounds: {over}, text {len(r.text)} bytes")
-    return bad
 
 
 def test_traefik_limits_and_sweep(sweep: Sweep) -> None:
