@@ -262,3 +262,101 @@ fn the_largest_values_give_way_first() {
     assert_eq!(lens, [264, 512, 512, 256, 512, 512, 512, 256, 256]);
     assert_eq!(r.header_tags.len(), 4);
 }
+
+/// Hostile header values, valid-looking or not, from extraction through the
+/// record's encodings: no panic, and the record still fits.
+#[test]
+fn hostile_headers_never_panic_from_extraction_to_encoding() {
+    use crate::config::{Config, ResourceFrom};
+    use crate::ids::TraceId;
+    use crate::propagation;
+    use crate::record::StatusSource;
+    use crate::request::{self, RequestFacts};
+
+    const SHAPES: [&str; 14] = [
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-é",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "0af7651916cd43dd8448eb211c80319c",
+        "dd=s:2;p:b7ad6b7169203331;o:rum;t.dm:-4;t.usr:é,other=x",
+        "_dd.p.tid=640cfd8d00000000,_dd.p.dm=-4,_dd.p.é=1",
+        "18446744073709551615",
+        "-1",
+        "é",
+        "𝄞𝄞𝄞",
+        ",,,;;;===",
+        "[::1]:",
+        "\u{fffd}",
+        "",
+    ];
+    let mut rng = Rng(7);
+    for styles in [
+        "datadog",
+        "tracecontext",
+        "b3",
+        "datadog,tracecontext,b3",
+        "none",
+    ] {
+        let json = format!(
+            r#"{{"service":"edge","propagationStyleExtract":"{styles}","propagationStyleInject":"{styles}","headerTags":["x-a:a"]}}"#
+        );
+        let cfg = Config::from_json(json.as_bytes()).expect("valid config");
+        for _ in 0..150 {
+            let mut value = || -> String {
+                let base = rng.pick(&SHAPES).to_string();
+                let len = *rng.pick(&[0, 1, 20, 600, 5000]);
+                match rng.below(3) {
+                    0 => base,
+                    1 => base + &String::from_utf8_lossy(&rng.bytes(len)),
+                    _ => String::from_utf8_lossy(&rng.bytes(len)).into_owned(),
+                }
+            };
+            let headers: Vec<(&'static str, String)> = [
+                propagation::X_DATADOG_TAGS,
+                propagation::TRACEPARENT,
+                propagation::TRACESTATE,
+                propagation::X_B3_TRACEID,
+                propagation::X_B3_SPANID,
+                propagation::X_B3_SAMPLED,
+                propagation::X_B3_FLAGS,
+                "x-datadog-trace-id",
+                "x-datadog-parent-id",
+                "x-datadog-sampling-priority",
+                "x-datadog-origin",
+            ]
+            .into_iter()
+            .map(|n| (n, value()))
+            .collect();
+            let get = |name: &'static str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let p = propagation::begin(&cfg, get, TraceId { high: 1, low: 2 }, 3);
+            let mut facts = RequestFacts {
+                start_ns: 1,
+                host: request::host_without_port(&value()),
+                method: value(),
+                path: request::path_without_query(&value()).to_owned(),
+                scheme: request::scheme(Some(&value())).to_owned(),
+                protocol: value(),
+                client_addr: value(),
+                user_agent: value(),
+            };
+            bound_facts(&mut facts);
+            for from in [ResourceFrom::Host, ResourceFrom::MethodPath] {
+                let mut c = cfg.clone();
+                c.resource_from = from;
+                let mut r =
+                    Record::complete(facts.clone(), 2, 200, StatusSource::Buffered, p.ctx, &c);
+                p.annotate(&mut r);
+                r.header_tags.insert("a".into(), value());
+                fit(&mut r);
+                assert!(binary::encode_with(&r, FLAG_CHECKSUM).is_ok());
+                assert!(!fallback::encode(&r).contains('\n'));
+                let _ = crate::span::Span::from_record(&r);
+            }
+        }
+    }
+}
