@@ -139,11 +139,13 @@ class Sweep:
 
 
 @contextlib.contextmanager
-def started(workdir: Path) -> Iterator[tuple[Traefik, RawBackend]]:
-    """One Traefik with the ``bare`` and ``web`` routers in front of a RawBackend."""
+def started(workdir: Path, config: dict | None = None,
+            mounts: list[str] | None = None) -> Iterator[tuple[Traefik, RawBackend]]:
+    """One Traefik with the ``bare`` and ``web`` routers in front of a RawBackend; the plugin
+    configured with ``config`` (default LOG_CONFIG)."""
     backend = RawBackend()
     t = Traefik(workdir, backend, routes=[Route("web", ["dd"]), Route("bare")],
-                middlewares={"dd": dict(LOG_CONFIG)})
+                middlewares={"dd": dict(config or LOG_CONFIG)}, mounts=mounts)
     try:
         t.start()
         yield t, backend

@@ -8,11 +8,15 @@ every request that reached the backend exactly once, cut to the documented sizes
 
 from __future__ import annotations
 
+import re
+import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from sweep import Probe, Sweep, check_records, distinct_headers, largest, started, statuses
+from fifo_frames import FifoFrames
+from sweep import LOG_CONFIG, Probe, Sweep, check_records, distinct_headers, largest, started, statuses
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
@@ -82,3 +86,41 @@ def test_no_trap_after_the_sweep(sweep: Sweep) -> None:
         s_bare, s_web = sweep.both(Probe(headers=[b"User-Agent: after"]))
         assert (s_bare, s_web) == (200, 200)
     assert not check_records(sweep)
+
+
+def test_extremes_through_the_pipe_fit_one_frame_each(tmp_path: Path) -> None:
+    """In pipe mode the same extremes each give exactly one frame of at most 4,096 bytes (one
+    atomic FIFO write) and no fallback line: no record is too large for the pipe."""
+    run = tmp_path / "run"
+    run.mkdir()
+    fifo = FifoFrames(run / "dd.fifo")
+    conf = {**LOG_CONFIG, "mode": "pipe", "pipePath": "/run/dd/dd.fifo"}
+    try:
+        with started(tmp_path / "traefik", conf, mounts=[f"{run}:/run/dd"]) as (t, backend):
+            s = Sweep(t, backend)
+            mib = 1_040_000
+            for p in [
+                Probe(headers=[b"User-Agent: " + b"u" * mib]),
+                Probe(headers=[b"X-Big: " + b"\xff" * mib]),
+                Probe(headers=[b"User-Agent: " + "é".encode() * 250_000, b"X-Big: " + "𝄞".encode() * 125_000]),
+                Probe(headers=distinct_headers(60_000)),
+                Probe(headers=[b"x-datadog-tags: _dd.p.a=" + b"b" * 500_000, b"tracestate: dd=" + b"c" * 500_000]),
+                Probe(method=b"M" * mib),
+                Probe(path=b"/" + b"p" * mib),
+                Probe(host=b"h" * mib),
+                Probe(host=b"", version=b"HTTP/1.0", headers=[b"X-Big: " + b"\x80" * 100_000]),
+            ]:
+                s.both(p)
+            reached = sorted(rid for rid, (*_, r) in s.sent.items() if r)
+            fifo.wait(len(reached), timeout=30)
+            time.sleep(1)
+            frames = fifo.by_id(re.compile(rb"/sweep/(r\d{6})/"))
+            assert [(b, w) for _, b, w, _ in s.sent.values()] == [(200, 200)] * len(s.sent)
+            assert {rid: len(frames.get(rid, [])) for rid in reached} == {rid: 1 for rid in reached}
+            sizes = [len(f) for fs in frames.values() for f in fs]
+            print(f"\npipe: {len(reached)} extreme requests, frames of {min(sizes)}..{max(sizes)} bytes")
+            assert max(sizes) <= 4096
+            assert fifo.garbage == 0
+            assert not s.records_by_id(), "a record fell back to a log line"
+    finally:
+        fifo.stop()
