@@ -147,7 +147,9 @@ def parse_records(output: str) -> list[Record]:
     Raises LineFormatError for a line that carries the marker but does not decode.
     """
     records: list[Record] = []
-    for i, raw in enumerate(output.splitlines(), start=1):
+    # Lines end at "\n" only, as Traefik writes them and the relay reads them: str.splitlines()
+    # would also split at U+0085 or U+2028, which a client's header can put inside a record.
+    for i, raw in enumerate(output.split("\n"), start=1):
         if "traefik-datadog" not in raw:
             continue
         where = f"line {i}"

@@ -25,7 +25,7 @@ pub const FLAG_CHECKSUM: u8 = 0x01;
 /// (the host race of traefik#11629): the receiver saw one stray datagram
 /// that stands for no lost record.
 pub const FLAG_AFTER_STRAY_PROBE: u8 = 0x02;
-const CHECKSUM_LEN: usize = 4;
+pub const CHECKSUM_LEN: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinaryError {

@@ -11,6 +11,7 @@ pub mod fallback;
 pub mod header_tags;
 pub mod ids;
 pub mod learned;
+pub mod limits;
 pub mod network;
 pub mod propagation;
 pub mod record;

@@ -9,6 +9,7 @@ use http_wasm_guest::host::log;
 use tdp_core::binary;
 use tdp_core::config::{Config, ConfigError, Mode};
 use tdp_core::fallback;
+use tdp_core::limits;
 use tdp_core::record::Record;
 use tdp_core::transport::Pipe;
 
@@ -43,6 +44,8 @@ impl Emitter {
     /// `now_ns`: the request's end, read just before; a clock read is a
     /// host call, and the transports only need it for their retry windows.
     pub fn record(&mut self, record: &mut Record, now_ns: i64) {
+        // Whatever the request carried, the record now fits one frame.
+        limits::fit(record);
         if let Some(pipe) = self.pipe.as_mut() {
             if let Ok(frame) = binary::encode(record) {
                 if pipe.send(&frame, now_ns).is_ok() {

@@ -3,20 +3,23 @@
 //! decision lives in the core; this file only moves bytes.
 
 mod emit;
+mod host;
 #[cfg(feature = "network")]
 mod net;
 mod pipe;
 mod watch;
 
+use host::{Names, WHOLE};
 use http_wasm_guest::host::{Request, Response, admin, feature};
 use http_wasm_guest::{Guest, register as register_guest};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use tdp_core::buffering::{self, Observe, ResponseHints, StreamHints, StreamKind};
 use tdp_core::config::{Config, Mode};
-use tdp_core::header_tags::{HeaderTag, tag_value};
+use tdp_core::header_tags::{HeaderTag, MAX_VALUE_LEN, tag_value};
 use tdp_core::ids::{IdGenerator, fnv1a64};
 use tdp_core::learned::{self, LearnedRoutes};
+use tdp_core::limits;
 use tdp_core::propagation::{self, Propagation};
 use tdp_core::record::{Record, StatusSource};
 use tdp_core::request::{self, RequestFacts};
@@ -90,56 +93,38 @@ fn instance_seeds() -> [u64; 2] {
     [now_unix_ns() as u64, h.finish()]
 }
 
-/// All values of a header, comma-joined as HTTP allows; `None` if absent.
-fn joined(headers: &http_wasm_guest::host::Header, name: &[u8]) -> Option<String> {
-    let values = headers.values(name);
-    (!values.is_empty()).then(|| {
-        values
-            .iter()
-            .map(|v| String::from_utf8_lossy(v))
-            .collect::<Vec<_>>()
-            .join(",")
-    })
-}
-
 /// The configured header tags present on one side of the exchange.
-fn read_header_tags(
-    tags: &[HeaderTag],
-    headers: &http_wasm_guest::host::Header,
-    response: bool,
-) -> BTreeMap<String, String> {
+fn read_header_tags(tags: &[HeaderTag], kind: i32, response: bool) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| {
-            joined(headers, t.header.as_bytes()).map(|v| (t.tag_for(response), tag_value(&v)))
+            host::joined(kind, t.header.as_bytes(), MAX_VALUE_LEN)
+                .map(|v| (t.tag_for(response), tag_value(&v)))
         })
         .collect()
 }
 
 /// The request's header names, read with one host call, so that absent
 /// headers (most trace and stream headers, most of the time) cost no call.
-struct Present(Vec<http_wasm_guest::host::Bytes>);
+struct Present(Names);
 
 impl Present {
-    fn read(headers: &http_wasm_guest::host::Header) -> Self {
-        Self(headers.names())
+    fn read() -> Self {
+        Self(Names::read(host::REQUEST))
     }
 
     fn has(&self, name: &[u8]) -> bool {
-        self.0.iter().any(|n| n.eq_ignore_ascii_case(name))
+        self.0.has(name)
     }
 
-    /// The header's values comma-joined, asked of the host only if present.
-    fn get(&self, headers: &http_wasm_guest::host::Header, name: &[u8]) -> Option<String> {
+    /// The header's values comma-joined as text of at most `max` bytes,
+    /// asked of the host only if present.
+    fn get(&self, name: &[u8], max: usize) -> Option<String> {
         if self.has(name) {
-            joined(headers, name)
+            host::joined(host::REQUEST, name, max)
         } else {
             None
         }
     }
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 impl Guest for Plugin {
@@ -148,24 +133,25 @@ impl Guest for Plugin {
             return (true, 0);
         };
         let start_ns = now_unix_ns();
-        let client_addr = lossy(&req.source_addr());
-        let uri = lossy(&req.uri());
-        let present = Present::read(&req.header);
-        let get = |name: &str| {
-            present
-                .get(&req.header, name.as_bytes())
-                .unwrap_or_default()
-        };
-        let facts = RequestFacts {
+        let client_addr = host::source_addr(limits::MAX_CLIENT_ADDR);
+        // The path is cut before the query goes: a long query alone never
+        // marks the path as cut.
+        let uri = host::uri(limits::MAX_PATH);
+        let present = Present::read();
+        let text = |name: &str, max: usize| present.get(name.as_bytes(), max).unwrap_or_default();
+        let get = |name: &str| text(name, WHOLE);
+        let mut facts = RequestFacts {
             start_ns,
-            host: request::host_without_port(&get("Host")),
-            method: lossy(&req.method()),
+            // Room for a port, stripped before the cut.
+            host: request::host_without_port(&text("Host", 2 * limits::MAX_HOST)),
+            method: host::method(limits::MAX_METHOD),
             path: request::path_without_query(&uri).to_owned(),
             scheme: request::scheme(Some(&get("X-Forwarded-Proto"))).to_owned(),
-            protocol: lossy(&req.version()),
-            user_agent: get("User-Agent"),
+            protocol: host::protocol(limits::MAX_PROTOCOL),
+            user_agent: text("User-Agent", limits::MAX_USER_AGENT),
             client_addr,
         };
+        limits::bound_facts(&mut facts);
         if let Some(w) = state.learned_watch.as_mut() {
             match w.poll(start_ns) {
                 Change::Updated(bytes) => state.learned = LearnedRoutes::parse(&bytes),
@@ -179,7 +165,7 @@ impl Guest for Plugin {
             get("Accept"),
             get("Content-Type"),
         );
-        let range = present.get(&req.header, b"Range");
+        let range = present.get(b"Range", 0);
         let learned = &state.learned;
         let observe = self.config.buffering.observe(
             &StreamHints {
@@ -202,7 +188,7 @@ impl Guest for Plugin {
             .absorb(start_ns as u64 ^ fnv1a64(facts.client_addr.as_bytes()));
         let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
         let span_id = state.ids.span_id();
-        let header = |name: &'static str| present.get(&req.header, name.as_bytes());
+        let header = |name: &'static str| present.get(name.as_bytes(), WHOLE);
         let propagation = propagation::begin(&self.config, header, trace_id, span_id);
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
@@ -214,7 +200,7 @@ impl Guest for Plugin {
                 req.header.remove(name.as_bytes());
             }
         }
-        let header_tags = read_header_tags(&self.config.header_tags, &req.header, false);
+        let header_tags = read_header_tags(&self.config.header_tags, host::REQUEST, false);
         state.in_flight = Some(InFlight {
             facts,
             observe,
@@ -232,7 +218,8 @@ impl Guest for Plugin {
             return;
         };
         let end_ns = now_unix_ns();
-        let header = |name: &[u8]| res.header.get(name).map(|v| lossy(&v));
+        // Short values only: statuses, lengths, `Content-Range`, `Upgrade`.
+        let header = |name: &[u8]| host::joined(host::RESPONSE, name, 64);
         let (status, source, grpc) = match f.observe {
             // Only a buffered response may be asked its status: the host
             // panics otherwise.
@@ -289,7 +276,7 @@ impl Guest for Plugin {
         record.header_tags = f.header_tags;
         record.header_tags.extend(read_header_tags(
             &self.config.header_tags,
-            &res.header,
+            host::RESPONSE,
             true,
         ));
         state.emitter.record(&mut record, end_ns);

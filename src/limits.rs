@@ -1,0 +1,190 @@
+//! How large a client can make a record. Every value a request controls is
+//! cut to a documented size, ending in [`MARKER`] when cut, so that a record
+//! always fits one frame (one atomic FIFO write, one datagram) and one short
+//! fallback log line, whatever the request carried: Traefik itself accepts
+//! a header or a method of a megabyte.
+
+use crate::binary::{CHECKSUM_LEN, HEADER_LEN, MAX_FRAME};
+use crate::header_tags;
+use crate::propagation::{MAX_ORIGIN, MAX_TAGS_HEADER};
+use crate::record::Record;
+use crate::request::RequestFacts;
+
+/// Ends every value that was cut.
+pub const MARKER: &str = "...";
+/// A DNS name is at most 253 bytes.
+pub const MAX_HOST: usize = 256;
+/// The longest registered method (`UPDATEREDIRECTREF`) is 17 bytes.
+pub const MAX_METHOD: usize = 32;
+pub const MAX_PATH: usize = 1024;
+pub const MAX_USER_AGENT: usize = 512;
+/// `HTTP/1.1`, `HTTP/2.0`.
+pub const MAX_PROTOCOL: usize = 16;
+/// `[v6 address%zone]:port`.
+pub const MAX_CLIENT_ADDR: usize = 64;
+/// The resource is the host, or the method and path.
+pub const MAX_RESOURCE: usize = MAX_METHOD + 1 + MAX_PATH;
+/// `_dd.propagation_error` values are short words.
+pub const MAX_PROPAGATION_ERROR: usize = 64;
+/// Bytes a frame body may take: a frame also has its header and, on the
+/// network, a checksum.
+pub const BODY_BUDGET: usize = MAX_FRAME - HEADER_LEN - CHECKSUM_LEN;
+
+/// Cuts `s` to at most `max` bytes at a char boundary, the last bytes being
+/// [`MARKER`]. True if it was cut.
+pub fn cut(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max.saturating_sub(MARKER.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(&MARKER[..MARKER.len().min(max)]);
+    true
+}
+
+/// Raw bytes from the host as text of at most `max` bytes: invalid UTF-8
+/// becomes U+FFFD, and only the first `max + 4` bytes are converted, so a
+/// megabyte header is never copied whole. Equal to converting everything
+/// and then [`cut`]ting: every input byte gives at least one output byte,
+/// and only the last (at most 3-byte) sequence of the prefix may decode
+/// differently, past the cut.
+pub fn text(bytes: &[u8], max: usize) -> String {
+    let head = &bytes[..bytes.len().min(max.saturating_add(4))];
+    let mut s = String::from_utf8_lossy(head).into_owned();
+    cut(&mut s, max);
+    s
+}
+
+/// A header's values as the host gives them (each NUL-terminated) as one
+/// comma-joined text of at most `max` bytes, as HTTP allows joining them;
+/// only the prefix the cut keeps is converted.
+pub fn header_text(nul_terminated: &[u8], max: usize) -> String {
+    let values = nul_terminated.strip_suffix(&[0]).unwrap_or(nul_terminated);
+    let head: Vec<u8> = values
+        .iter()
+        .take(max.saturating_add(4))
+        .map(|&b| if b == 0 { b',' } else { b })
+        .collect();
+    text(&head, max)
+}
+
+/// Cuts what the client sent to its documented size.
+pub fn bound_facts(f: &mut RequestFacts) {
+    cut(&mut f.host, MAX_HOST);
+    cut(&mut f.method, MAX_METHOD);
+    cut(&mut f.path, MAX_PATH);
+    cut(&mut f.protocol, MAX_PROTOCOL);
+    cut(&mut f.client_addr, MAX_CLIENT_ADDR);
+    cut(&mut f.user_agent, MAX_USER_AGENT);
+}
+
+/// Makes `r` fit one frame: each value cut to its size, then, if the whole
+/// could still exceed [`BODY_BUDGET`] (many header tags, huge configured
+/// names), the longest value halved until it cannot, and as a last resort
+/// header tags dropped from the end. Deterministic; touches nothing in the
+/// usual record.
+pub fn fit(r: &mut Record) {
+    for (s, max) in [
+        (&mut r.host, MAX_HOST),
+        (&mut r.method, MAX_METHOD),
+        (&mut r.path, MAX_PATH),
+        (&mut r.protocol, MAX_PROTOCOL),
+        (&mut r.client_addr, MAX_CLIENT_ADDR),
+        (&mut r.user_agent, MAX_USER_AGENT),
+        (&mut r.resource, MAX_RESOURCE),
+        (&mut r.origin, MAX_ORIGIN),
+        (&mut r.propagation_tags, MAX_TAGS_HEADER),
+        (&mut r.propagation_error, MAX_PROPAGATION_ERROR),
+    ] {
+        cut(s, max);
+    }
+    for v in r.header_tags.values_mut() {
+        cut(v, header_tags::MAX_VALUE_LEN);
+    }
+    while encoded_upper_bound(r) > BODY_BUDGET {
+        if !halve_longest(r) && r.header_tags.pop_last().is_none() {
+            break;
+        }
+    }
+}
+
+/// MessagePack's largest string header (str32) and largest number.
+const STR_OVERHEAD: usize = 5;
+const NUM: usize = 9;
+/// The record's non-string fields: 11 numbers, 2 optional numbers (the
+/// response size, the gRPC status), the status source (a variant name of
+/// at most 13 bytes), 2 booleans, and the array and map headers.
+const FIXED: usize = 13 * NUM + (13 + STR_OVERHEAD) + 2 + 2 * STR_OVERHEAD;
+
+/// A bound on the MessagePack body of `r` that is never below the real
+/// size, computed without encoding.
+pub fn encoded_upper_bound(r: &Record) -> usize {
+    let strings: usize = scalar_strings(r)
+        .iter()
+        .map(|s| s.len() + STR_OVERHEAD)
+        .sum();
+    let tags: usize = r
+        .header_tags
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2 * STR_OVERHEAD)
+        .sum();
+    FIXED + strings + tags
+}
+
+fn scalar_strings(r: &Record) -> [&String; 15] {
+    [
+        &r.host,
+        &r.method,
+        &r.path,
+        &r.scheme,
+        &r.protocol,
+        &r.client_addr,
+        &r.user_agent,
+        &r.service,
+        &r.env,
+        &r.version,
+        &r.name,
+        &r.resource,
+        &r.origin,
+        &r.propagation_error,
+        &r.propagation_tags,
+    ]
+}
+
+/// Halves the longest value (scalar or header-tag value) still longer than
+/// the marker. False if none is.
+fn halve_longest(r: &mut Record) -> bool {
+    let mut values: Vec<&mut String> = vec![
+        &mut r.host,
+        &mut r.method,
+        &mut r.path,
+        &mut r.scheme,
+        &mut r.protocol,
+        &mut r.client_addr,
+        &mut r.user_agent,
+        &mut r.service,
+        &mut r.env,
+        &mut r.version,
+        &mut r.name,
+        &mut r.resource,
+        &mut r.origin,
+        &mut r.propagation_error,
+        &mut r.propagation_tags,
+    ];
+    values.extend(r.header_tags.values_mut());
+    let Some(longest) = values.into_iter().max_by_key(|s| s.len()) else {
+        return false;
+    };
+    if longest.len() <= MARKER.len() {
+        return false;
+    }
+    let half = (longest.len() / 2).max(MARKER.len());
+    cut(longest, half)
+}
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod tests;
