@@ -100,7 +100,7 @@ fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
         } else {
             input.extend(
                 format!(
-                    "\x1b[90m2026-11-25T14:41:10Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m{line}\x1b[0m \x1b[36mentryPointName=\x1b[0mwebsecure \x1b[36mrouterName=\x1b[0mr{i}@docker\n"
+                    "\x1b[90m2026-11-25T14:41:10Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m{line}\x1b[0m \x1b[36mentryPointName=\x1b[0mwebsecure \x1b[36mmiddlewareType=\x1b[0mwasm \x1b[36mrouterName=\x1b[0mr{i}@docker\n"
                 )
                 .bytes(),
             );
