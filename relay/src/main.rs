@@ -112,13 +112,16 @@ fn run(s: settings::Settings) -> Result<(), String> {
             counters.clone(),
         ));
         let rates: traces::sender::Rates = Arc::new(Mutex::new(Default::default()));
+        let client = Client::new(&s.agent, s.connect_timeout)
+            .map_err(|e| format!("cannot set up the agent client: {e}"))?;
         let sender = Sender {
-            client: Client::new(s.agent.clone(), s.connect_timeout, s.request_timeout),
+            client: Box::new(client),
             agent: s.agent.to_string(),
             buffer: buffer.clone(),
             counters: counters.clone(),
             rates: rates.clone(),
-            request_timeout: s.request_timeout,
+            policy: traces::sender::policy(s.request_timeout, s.payload_deadline),
+            jitter: traces::policy::Jitter::new(traces::sender::jitter_seed()),
         }
         .spawn()
         .map_err(|e| format!("cannot start the sender thread: {e}"))?;

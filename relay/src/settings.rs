@@ -86,6 +86,7 @@ pub struct Settings {
     pub max_buffered_bytes: usize,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    pub payload_deadline: Duration,
     pub shutdown_timeout: Duration,
 
     pub statsd: StatsdUrl,
@@ -125,6 +126,7 @@ impl Default for Settings {
             max_buffered_bytes: 16 << 20,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
+            payload_deadline: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(5),
             statsd: StatsdUrl::Udp {
                 host: DEFAULT_HOST.to_owned(),
@@ -222,7 +224,14 @@ TRACES:
                             is reached first; beyond it the oldest payloads are
                             dropped and counted.
     --connect-timeout DUR   Agent connect timeout (default 2s).
-    --request-timeout DUR   Agent read/write inactivity timeout (default 10s).
+    --request-timeout DUR   The most one attempt to send a payload may take:
+                            connect, send, answer (default 10s).
+    --payload-deadline DUR  The most a payload may take, retries and backoff
+                            included (default 60s). 408, 429, 5xx and no answer
+                            are retried with exponential backoff (100ms doubling
+                            to 5s, jittered, at most 30 attempts); other 4xx
+                            (413 included) are not. Dropped payloads are counted
+                            `rejected`.
     --shutdown-timeout DUR  On SIGTERM/SIGINT: time to flush what is held
                             (default 5s); then remaining spans are counted as
                             dropped and the relay exits 0.
@@ -346,6 +355,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             "--max-buffered-bytes" => s.max_buffered_bytes = count(flag, &value()?, 4096)?,
             "--connect-timeout" => s.connect_timeout = duration(flag, &value()?)?,
             "--request-timeout" => s.request_timeout = duration(flag, &value()?)?,
+            "--payload-deadline" => s.payload_deadline = duration(flag, &value()?)?,
             "--shutdown-timeout" => s.shutdown_timeout = duration(flag, &value()?)?,
             "--learn-bytes" => s.learn_bytes = count(flag, &value()?, 0)? as u64,
             "--learn-ttl" => s.learn_ttl = duration(flag, &value()?)?,
@@ -411,6 +421,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         ("--flush-interval", s.flush_interval),
         ("--connect-timeout", s.connect_timeout),
         ("--request-timeout", s.request_timeout),
+        ("--payload-deadline", s.payload_deadline),
         ("--telemetry-interval", s.telemetry_interval),
     ] {
         if d < Duration::from_millis(10) {

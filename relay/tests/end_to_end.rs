@@ -49,7 +49,8 @@ fn agent() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
                         if r.read_line(&mut line).unwrap_or(0) == 0 {
                             return;
                         }
-                        if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ")
+                        {
                             len = v.trim().parse().expect("length");
                         }
                         head.push_str(&line);
@@ -100,7 +101,7 @@ fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
         } else {
             input.extend(
                 format!(
-                    "\x1b[90m2026-11-25T14:41:10Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m{line}\x1b[0m \x1b[36mentryPointName=\x1b[0mwebsecure \x1b[36mrouterName=\x1b[0mr{i}@docker\n"
+                    "\x1b[90m2026-11-25T14:41:10Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m{line}\x1b[0m \x1b[36mentryPointName=\x1b[0mwebsecure \x1b[36mmiddlewareType=\x1b[0mwasm \x1b[36mrouterName=\x1b[0mr{i}@docker\n"
                 )
                 .bytes(),
             );
@@ -155,12 +156,14 @@ fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
         .recv_timeout(Duration::from_secs(5))
         .expect("a payload");
     assert!(head.starts_with("PUT /v0.4/traces HTTP/1.1\r\n"), "{head}");
+    // Header names are case-insensitive; the client sends them lowercase.
+    let head = head.to_ascii_lowercase();
     for h in [
-        "Content-Type: application/msgpack\r\n",
-        "X-Datadog-Trace-Count: 4\r\n",
-        "Datadog-Meta-Lang: rust\r\n",
-        "Datadog-Meta-Tracer-Version: 0.1.0\r\n",
-        "Datadog-Send-Real-Http-Status: yes\r\n",
+        "content-type: application/msgpack\r\n",
+        "x-datadog-trace-count: 4\r\n",
+        "datadog-meta-lang: rust\r\n",
+        "datadog-meta-tracer-version: 0.1.0\r\n",
+        "datadog-send-real-http-status: yes\r\n",
     ] {
         assert!(head.contains(h), "{h} missing in {head}");
     }

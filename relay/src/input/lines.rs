@@ -1,127 +1,9 @@
-//! Log lines: splitting a byte stream into lines of bounded length, and
-//! picking the plugin's records out of Traefik's log output.
-//!
-//! The plugin writes its record through the host `log` call, so a record
-//! line is one of
-//! - console format: `<time> INF {"marker":"traefik-datadog","schema":1,...}
-//!   entryPointName=web routerName=r@file ...`, possibly with ANSI colour codes
-//!   around the JSON and the fields;
-//! - JSON format: `{"level":"info","entryPointName":"web","routerName":"r@file",
-//!   ...,"message":"{\"marker\":\"traefik-datadog\",...}"}`;
-//! - the bare record JSON.
-//!
-//! Every other line is someone else's and is left alone.
+//! Log lines: splitting a byte stream into lines of bounded length, and the
+//! pieces of Traefik's console syntax the record reader uses. Which lines
+//! are records is [`super::traefik_line`]'s call.
 
-use super::Envelope;
-use memchr::memmem::Finder;
-use serde::Deserialize;
+pub use super::traefik_line::{Parsed, is_ours, parse_line};
 use std::borrow::Cow;
-use std::sync::LazyLock;
-use tdp_core::fallback;
-use tdp_core::span::HostFields;
-
-/// Start of a record as it appears in a console-format line.
-const MARKER_RAW: &[u8] = b"{\"marker\":\"traefik-datadog\",";
-/// Start of a record inside a JSON string (the `message` of a JSON line).
-const MARKER_ESCAPED: &[u8] = br#"{\"marker\":\"traefik-datadog\","#;
-
-static ANY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"traefik-datadog"));
-static RAW: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(MARKER_RAW));
-static ESCAPED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(MARKER_ESCAPED));
-
-/// What a line is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Parsed {
-    /// Not the plugin's: pass it on.
-    Other,
-    Record(Box<Envelope>),
-    /// The plugin's marker is there but the record cannot be read.
-    Malformed(String),
-}
-
-/// Whether the start of a line is the plugin's (for lines too long to read
-/// whole).
-pub fn is_ours(head: &[u8]) -> bool {
-    ANY.find(head).is_some() && (RAW.find(head).is_some() || ESCAPED.find(head).is_some())
-}
-
-pub fn parse_line(line: &[u8]) -> Parsed {
-    let line = trim_eol(line);
-    if ANY.find(line).is_none() {
-        return Parsed::Other;
-    }
-    if let Some(pos) = RAW.find(line) {
-        return console(line, pos);
-    }
-    if ESCAPED.find(line).is_some() {
-        return json(line);
-    }
-    Parsed::Other
-}
-
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let mut end = line.len();
-    while end > 0 && matches!(line[end - 1], b'\n' | b'\r') {
-        end -= 1;
-    }
-    &line[..end]
-}
-
-fn decode(json: &[u8], host: HostFields) -> Parsed {
-    let Ok(text) = std::str::from_utf8(json) else {
-        return Parsed::Malformed("record is not UTF-8".to_owned());
-    };
-    match fallback::decode(text) {
-        Ok(record) => Parsed::Record(Box::new(Envelope { record, host })),
-        Err(e) => Parsed::Malformed(e.to_string()),
-    }
-}
-
-fn console(line: &[u8], pos: usize) -> Parsed {
-    let text = &line[pos..];
-    let Some(end) = json_object_end(text) else {
-        return Parsed::Malformed("record JSON is cut off".to_owned());
-    };
-    let mut host = HostFields::default();
-    console_fields(&line[..pos], &mut host);
-    console_fields(&text[end..], &mut host);
-    decode(&text[..end], host)
-}
-
-#[derive(Deserialize)]
-struct Outer<'a> {
-    #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    msg: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "routerName")]
-    router: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "entryPointName")]
-    entrypoint: Option<Cow<'a, str>>,
-}
-
-fn json(line: &[u8]) -> Parsed {
-    let start = line.iter().position(|b| *b == b'{').unwrap_or(0);
-    let outer: Outer<'_> = match serde_json::from_slice(&line[start..]) {
-        Ok(o) => o,
-        Err(e) => return Parsed::Malformed(format!("log line is not valid JSON: {e}")),
-    };
-    let Some(message) = outer.message.as_deref().or(outer.msg.as_deref()) else {
-        return Parsed::Other;
-    };
-    let m = message.as_bytes();
-    let Some(pos) = RAW.find(m) else {
-        return Parsed::Other;
-    };
-    let Some(end) = json_object_end(&m[pos..]) else {
-        return Parsed::Malformed("record JSON is cut off".to_owned());
-    };
-    let host = HostFields {
-        router_name: outer.router.as_deref().unwrap_or_default().to_owned(),
-        entrypoint_name: outer.entrypoint.as_deref().unwrap_or_default().to_owned(),
-    };
-    decode(&m[pos..pos + end], host)
-}
 
 /// The length of the JSON object `text` starts with (up to and including
 /// its closing brace), or None if it does not close.
@@ -181,23 +63,9 @@ pub fn strip_ansi(text: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Reads `routerName=...` and `entryPointName=...` from console fields.
-fn console_fields(text: &[u8], host: &mut HostFields) {
-    let clean = strip_ansi(text);
-    for (key, value) in fields(&clean) {
-        match key.as_slice() {
-            b"routerName" => host.router_name = String::from_utf8_lossy(&value).into_owned(),
-            b"entryPointName" => {
-                host.entrypoint_name = String::from_utf8_lossy(&value).into_owned()
-            }
-            _ => {}
-        }
-    }
-}
-
 /// `key=value` pairs separated by blanks; a value may be double-quoted with
-/// backslash escapes (`key="a \"b\""`). Words without `=` are skipped.
-pub fn fields(text: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// backslash escapes (`key="a \"b\""`). None if a word is not a pair.
+pub fn fields(text: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < text.len() {
@@ -208,12 +76,11 @@ pub fn fields(text: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         while i < text.len() && !text[i].is_ascii_whitespace() && text[i] != b'=' {
             i += 1;
         }
-        if text.get(i) != Some(&b'=') {
-            // A bare word: skip it (and any quoted text it holds).
-            while i < text.len() && !text[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            continue;
+        if i == start && i == text.len() {
+            break;
+        }
+        if i == start || text.get(i) != Some(&b'=') {
+            return None;
         }
         let key = text[start..i].to_vec();
         i += 1;
@@ -227,6 +94,10 @@ pub fn fields(text: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
                 value.push(text[i]);
                 i += 1;
             }
+            // The closing quote, then a blank or the end.
+            if i >= text.len() || text.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+                return None;
+            }
             i += 1;
         } else {
             while i < text.len() && !text[i].is_ascii_whitespace() {
@@ -236,7 +107,7 @@ pub fn fields(text: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         }
         out.push((key, value));
     }
-    out
+    Some(out)
 }
 
 /// Receives what [`LineSplitter`] cuts.
@@ -325,7 +196,6 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::tests::record;
 
     #[derive(Default, Debug, PartialEq)]
     struct Cut {
@@ -381,106 +251,6 @@ mod tests {
         assert_eq!(s.pending(), 0);
     }
 
-    fn envelope(p: Parsed) -> Envelope {
-        match p {
-            Parsed::Record(e) => *e,
-            other => unreachable!("not a record: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn reads_the_guests_real_json_format_line() {
-        let rec = fallback::encode(&record(503));
-        let message = serde_json::to_string(&rec).expect("string");
-        let line = format!(
-            r#"{{"level":"info","entryPointName":"web","routerName":"r@file","middlewareName":"dd@file","middlewareType":"wasm","time":"2026-11-25T14:41:10Z","message":{message}}}"#
-        );
-        assert!(line.contains(r#""message":"{\"marker\":\"traefik-datadog\",\"schema\":1,"#));
-        let e = envelope(parse_line(format!("{line}\n").as_bytes()));
-        assert_eq!(e.record, record(503));
-        assert_eq!(
-            e.host,
-            HostFields {
-                router_name: "r@file".into(),
-                entrypoint_name: "web".into()
-            }
-        );
-    }
-
-    #[test]
-    fn reads_console_lines_with_colours() {
-        let rec = fallback::encode(&record(200));
-        let line = format!(
-            "\x1b[90m2026-11-25T14:41:10Z\x1b[0m \x1b[32mINF\x1b[0m \x1b[1m{rec}\x1b[0m \
-             \x1b[36mentryPointName=\x1b[0mweb \x1b[36mmiddlewareName=\x1b[0mdd@file \
-             \x1b[36mmiddlewareType=\x1b[0mwasm \x1b[36mrouterName=\x1b[0mr@file\r\n"
-        );
-        let e = envelope(parse_line(line.as_bytes()));
-        assert_eq!(e.record, record(200));
-        assert_eq!(e.host.router_name, "r@file");
-        assert_eq!(e.host.entrypoint_name, "web");
-
-        let plain = format!("2026-11-25T14:41:10Z INF {rec} routerName=\"a b\"");
-        let e = envelope(parse_line(plain.as_bytes()));
-        assert_eq!(e.host.router_name, "a b");
-        assert_eq!(e.host.entrypoint_name, "");
-
-        let bare = envelope(parse_line(rec.as_bytes()));
-        assert_eq!(bare.record, record(200));
-        assert_eq!(bare.host, HostFields::default());
-    }
-
-    #[test]
-    fn other_lines_are_left_alone() {
-        for l in [
-            &b"2026-11-25T14:41:10Z INF Loading plugins... plugins=[\"traefik-datadog-plugin\"]"[..],
-            b"{\"level\":\"info\",\"message\":\"Starting provider traefik-datadog\"}",
-            b"{\"level\":\"info\",\"message\":\"marker traefik-datadog \\\"x\\\"\"}",
-            b"",
-            b"\xff\xfe not utf-8",
-            b"{\"marker\":\"other\",\"schema\":1}",
-        ] {
-            assert_eq!(
-                parse_line(l),
-                Parsed::Other,
-                "{}",
-                String::from_utf8_lossy(l)
-            );
-        }
-    }
-
-    #[test]
-    fn broken_plugin_lines_are_malformed() {
-        let rec = fallback::encode(&record(200));
-        let cut = &rec[..rec.len() / 2];
-        assert_eq!(
-            parse_line(cut.as_bytes()),
-            Parsed::Malformed("record JSON is cut off".into())
-        );
-        let future = rec.replacen("\"schema\":1", "\"schema\":2", 1);
-        assert_eq!(
-            parse_line(future.as_bytes()),
-            Parsed::Malformed("schema 2 is not supported (expected 1)".into())
-        );
-        let mut bad = rec.clone().into_bytes();
-        let at = rec.find("a.example").expect("host") + 1;
-        bad[at] = 0xff;
-        assert_eq!(
-            parse_line(&bad),
-            Parsed::Malformed("record is not UTF-8".into())
-        );
-        let json_line = format!(
-            "{{\"level\":\"info\",\"message\":{}",
-            serde_json::to_string(&rec).expect("s")
-        );
-        assert!(
-            matches!(parse_line(json_line.as_bytes()), Parsed::Malformed(m) if m.starts_with("log line is not valid JSON"))
-        );
-        assert!(is_ours(cut.as_bytes()));
-        assert!(is_ours(json_line.as_bytes()));
-        assert!(!is_ours(b"traefik-datadog-plugin loaded"));
-    }
-
     #[test]
     fn json_object_end_respects_strings() {
         assert_eq!(json_object_end(br#"{"a":"}\"{"} tail"#), Some(12));
@@ -491,7 +261,7 @@ mod tests {
 
     #[test]
     fn console_field_syntax() {
-        let f = fields(br#"INF msg routerName="a \"b\" c" entryPointName=web x= "quoted word" y"#);
+        let f = fields(br#" routerName="a \"b\" c" entryPointName=web x= "#).expect("pairs");
         let f: Vec<(String, String)> = f
             .into_iter()
             .map(|(k, v)| {
@@ -509,6 +279,17 @@ mod tests {
                 ("x".to_owned(), String::new()),
             ]
         );
+        assert_eq!(fields(b""), Some(vec![]));
+        for bad in [
+            &b"INF k=v"[..],
+            b"k=v bare",
+            b"=v",
+            b"k=\"open",
+            b"k=\"a\"b",
+            b"k=v \"quoted word\"",
+        ] {
+            assert_eq!(fields(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

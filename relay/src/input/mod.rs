@@ -6,6 +6,7 @@ pub mod follow;
 pub mod lines;
 pub mod pipe;
 pub mod stdin;
+pub mod traefik_line;
 pub mod udp;
 
 use crate::telemetry::Counters;

@@ -186,13 +186,17 @@ mod tests {
         input.extend_from_slice(json_line(200).as_bytes());
         input.extend_from_slice(b"\xff\xfe binary \x1b[0m junk\r\n");
         input.extend_from_slice(json_line(503).as_bytes());
-        input.extend_from_slice(b"{\"marker\":\"traefik-datadog\",\"schema\":1,\"cut\n");
+        input.extend_from_slice(
+            b"2026-11-25T14:41:10Z INF {\"marker\":\"traefik-datadog\",\"schema\":1,\"cut\n",
+        );
+        // A bare record is not a line the plugin's log call writes: copied.
+        input.extend_from_slice(b"{\"marker\":\"traefik-datadog\",\"schema\":1}\n");
         input.extend_from_slice(b"last line without newline");
         let (out, statuses, counters) = feed(&input, false, 64 * 1024);
         assert_eq!(statuses, vec![200, 503]);
         assert_eq!(
             out,
-            b"{\"level\":\"info\",\"message\":\"Starting\"}\n\xff\xfe binary \x1b[0m junk\r\nlast line without newline"
+            b"{\"level\":\"info\",\"message\":\"Starting\"}\n\xff\xfe binary \x1b[0m junk\r\n{\"marker\":\"traefik-datadog\",\"schema\":1}\nlast line without newline"
         );
         let s = counters.snapshot();
         assert_eq!(s.received[Source::Stdin as usize], 2);

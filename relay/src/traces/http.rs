@@ -1,528 +1,225 @@
-//! A minimal HTTP/1.1 client for the trace agent: one request at a time
-//! over TCP or a Unix socket, `Content-Length` bodies, keep-alive with one
-//! silent reconnect when the agent closed an idle connection, a connect
-//! timeout and a read/write inactivity timeout. Responses may use
-//! `Content-Length`, chunked encoding, or end at close.
+//! The HTTP exchange with the trace agent, behind [`Transport`] so the
+//! sender's decisions are tested without sockets. [`Client`] is reqwest's
+//! blocking client over TCP or the agent's Unix socket: keep-alive, a
+//! connect timeout and one overall deadline per attempt (connect, send,
+//! answer and body together), the answer's body read up to [`MAX_BODY`].
+//! An answer whose status arrived is an answer, whatever its body does.
 
 use crate::settings::AgentUrl;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
-use tdp_core::text::contains_ignore_case;
+use std::io::Read;
+use std::time::{Duration, Instant};
 
-/// The largest response body read (the agent answers a few hundred bytes).
-const MAX_BODY: usize = 1 << 20;
-const MAX_HEADER_LINE: usize = 16 * 1024;
-const MAX_HEADERS: usize = 100;
-
-#[derive(Debug)]
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.read(buf),
-            Self::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.write(buf),
-            Self::Unix(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.flush(),
-            Self::Unix(s) => s.flush(),
-        }
-    }
-}
+/// The most of an answer's body kept (the agent's `rate_by_service` answer
+/// is a few hundred bytes); the rest is not read, the connection dropped.
+pub const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// At most [`MAX_BODY`] bytes; short if the body broke off or did not
+    /// come before the deadline.
     pub body: Vec<u8>,
 }
 
-#[derive(Debug)]
+/// Why an attempt got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpError {
-    /// Could not connect (agent down, wrong address, timeout).
-    Connect(io::Error),
-    /// The connection failed during the exchange.
-    Io(io::Error),
-    /// The answer is not HTTP we can read.
-    Protocol(String),
+    /// Could not connect (agent down, wrong address or socket path).
+    Connect(String),
+    /// No status line and headers within the attempt's deadline.
+    Timeout,
+    /// The connection failed, or the answer is not HTTP that can be read.
+    Exchange(String),
 }
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Connect(e) => write!(f, "cannot connect: {e}"),
-            Self::Io(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                f.write_str("timed out waiting for the agent")
-            }
-            Self::Io(e) => write!(f, "connection failed: {e}"),
-            Self::Protocol(m) => write!(f, "bad response: {m}"),
+            Self::Timeout => f.write_str("timed out waiting for the agent"),
+            Self::Exchange(e) => write!(f, "exchange failed: {e}"),
         }
     }
 }
 
-#[derive(Debug)]
+impl std::error::Error for HttpError {}
+
+/// One `PUT` to the agent.
+pub trait Transport: Send {
+    /// Sends `body` to `path` and reads the answer, all within `timeout`.
+    fn put(
+        &mut self,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, HttpError>;
+}
+
 pub struct Client {
-    url: AgentUrl,
-    host_header: String,
-    connect_timeout: Duration,
-    io_timeout: Duration,
-    conn: Option<BufReader<Stream>>,
+    http: reqwest::blocking::Client,
+    /// `http://host:port` (or `http://localhost` over a Unix socket).
+    base: String,
 }
 
 impl Client {
-    pub fn new(url: AgentUrl, connect_timeout: Duration, io_timeout: Duration) -> Self {
-        let host_header = match &url {
-            AgentUrl::Http { host, port } if host.contains(':') => format!("[{host}]:{port}"),
-            AgentUrl::Http { host, port } => format!("{host}:{port}"),
-            AgentUrl::Unix(_) => "localhost".to_owned(),
-        };
-        Self {
-            url,
-            host_header,
-            connect_timeout,
-            io_timeout,
-            conn: None,
-        }
-    }
-
-    /// Changes the inactivity timeout (shorter during shutdown).
-    pub fn set_io_timeout(&mut self, d: Duration) {
-        self.io_timeout = d.max(Duration::from_millis(1));
-        if let Some(c) = &self.conn {
-            let _ = set_timeouts(c.get_ref(), self.io_timeout);
-        }
-    }
-
-    fn connect(&self) -> Result<Stream, HttpError> {
-        let stream = match &self.url {
-            AgentUrl::Http { host, port } => {
-                let addrs = (host.as_str(), *port)
-                    .to_socket_addrs()
-                    .map_err(HttpError::Connect)?;
-                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-                let mut found = None;
-                for a in addrs {
-                    match TcpStream::connect_timeout(&a, self.connect_timeout) {
-                        Ok(s) => {
-                            found = Some(s);
-                            break;
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                let s = found.ok_or(HttpError::Connect(last))?;
-                let _ = s.set_nodelay(true);
-                Stream::Tcp(s)
+    pub fn new(url: &AgentUrl, connect_timeout: Duration) -> Result<Self, HttpError> {
+        // No proxy from the environment (the agent is local), no redirects,
+        // no retries of its own: the sender decides what is tried again.
+        let builder = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .timeout(None);
+        let (builder, base) = match url {
+            AgentUrl::Http { host, port } if host.contains(':') => {
+                (builder, format!("http://[{host}]:{port}"))
             }
-            AgentUrl::Unix(path) => {
-                Stream::Unix(UnixStream::connect(path).map_err(HttpError::Connect)?)
-            }
+            AgentUrl::Http { host, port } => (builder, format!("http://{host}:{port}")),
+            AgentUrl::Unix(path) => (
+                builder.unix_socket(path.clone()),
+                "http://localhost".to_owned(),
+            ),
         };
-        set_timeouts(&stream, self.io_timeout).map_err(HttpError::Connect)?;
-        Ok(stream)
+        let http = builder.build().map_err(|e| HttpError::Connect(chain(&e)))?;
+        Ok(Self { http, base })
     }
+}
 
-    /// Sends `PUT path` with `body`. A kept-alive connection the agent has
-    /// closed meanwhile is replaced once, silently.
-    pub fn put(
+impl Transport for Client {
+    fn put(
         &mut self,
         path: &str,
-        headers: &[(&str, String)],
+        headers: &[(&'static str, String)],
         body: &[u8],
+        timeout: Duration,
     ) -> Result<Response, HttpError> {
-        let head = self.head(path, headers, body.len());
-        if self.conn.is_some() {
-            match self.exchange(&head, body) {
-                Err(Stale) => self.conn = None,
-                Ok(r) => return r,
-            }
-        }
-        self.conn = Some(BufReader::with_capacity(16 * 1024, self.connect()?));
-        match self.exchange(&head, body) {
-            Ok(r) => r,
-            Err(Stale) => {
-                self.conn = None;
-                Err(HttpError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before a response",
-                )))
-            }
-        }
-    }
-
-    fn head(&self, path: &str, headers: &[(&str, String)], len: usize) -> Vec<u8> {
-        let mut h = format!(
-            "PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n",
-            self.host_header
-        );
+        let deadline = Instant::now() + timeout;
+        let mut req = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .timeout(timeout)
+            .body(body.to_vec());
         for (k, v) in headers {
-            h.push_str(k);
-            h.push_str(": ");
-            h.push_str(v);
-            h.push_str("\r\n");
+            req = req.header(*k, v);
         }
-        h.push_str("\r\n");
-        h.into_bytes()
+        let mut resp = req.send().map_err(|e| classify(&e))?;
+        let status = resp.status().as_u16();
+        // The status decides what becomes of the payload: once it is in, a
+        // body that breaks, drips past the deadline or runs long only cuts
+        // `body` short (a 2xx tried again would send its spans twice).
+        let mut body = Vec::new();
+        let mut buf = [0u8; 8192];
+        while body.len() < MAX_BODY && Instant::now() < deadline {
+            let want = buf.len().min(MAX_BODY - body.len());
+            match resp.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => body.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        Ok(Response { status, body })
     }
+}
 
-    /// One request and response on the current connection. `Err(Stale)`
-    /// when the connection turned out closed before any response byte.
-    fn exchange(&mut self, head: &[u8], body: &[u8]) -> Result<Result<Response, HttpError>, Stale> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(Stale);
+fn classify(e: &reqwest::Error) -> HttpError {
+    if e.is_timeout() {
+        HttpError::Timeout
+    } else if e.is_connect() {
+        HttpError::Connect(chain(e))
+    } else {
+        HttpError::Exchange(chain(e))
+    }
+}
+
+/// An error and its causes, without reqwest's `for url (...)` (the agent
+/// is named apart in the sender's log lines).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        let text = match text.find(" for url (") {
+            Some(i) => text[..i].to_owned(),
+            None => text,
         };
-        let sent = conn
-            .get_mut()
-            .write_all(head)
-            .and_then(|()| conn.get_mut().write_all(body))
-            .and_then(|()| conn.get_mut().flush());
-        if let Err(e) = sent {
-            return if is_stale(&e) {
-                Err(Stale)
-            } else {
-                self.conn = None;
-                Ok(Err(HttpError::Io(e)))
-            };
+        if !parts.contains(&text) {
+            parts.push(text);
         }
-        match read_response(conn) {
-            Ok((resp, keep)) => {
-                if !keep {
-                    self.conn = None;
-                }
-                Ok(Ok(resp))
-            }
-            Err(ReadError::Stale) => Err(Stale),
-            Err(ReadError::Fail(e)) => {
-                self.conn = None;
-                Ok(Err(e))
-            }
-        }
+        cur = err.source();
     }
-}
-
-struct Stale;
-
-fn is_stale(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof
-    )
-}
-
-fn set_timeouts(s: &Stream, d: Duration) -> io::Result<()> {
-    match s {
-        Stream::Tcp(t) => {
-            t.set_read_timeout(Some(d))?;
-            t.set_write_timeout(Some(d))
-        }
-        Stream::Unix(u) => {
-            u.set_read_timeout(Some(d))?;
-            u.set_write_timeout(Some(d))
-        }
-    }
-}
-
-enum ReadError {
-    /// The connection was closed before any byte of a response.
-    Stale,
-    Fail(HttpError),
-}
-
-fn fail<T>(m: impl Into<String>) -> Result<T, ReadError> {
-    Err(ReadError::Fail(HttpError::Protocol(m.into())))
-}
-
-fn io_fail(e: io::Error) -> ReadError {
-    ReadError::Fail(HttpError::Io(e))
-}
-
-/// One line ending in `\n`, at most MAX_HEADER_LINE bytes, without `\r\n`.
-fn read_line(r: &mut impl BufRead) -> Result<Option<String>, ReadError> {
-    let mut buf = Vec::new();
-    let n = r
-        .take(MAX_HEADER_LINE as u64)
-        .read_until(b'\n', &mut buf)
-        .map_err(io_fail)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buf.last() != Some(&b'\n') {
-        return fail("header line too long or cut off");
-    }
-    while matches!(buf.last(), Some(b'\n' | b'\r')) {
-        buf.pop();
-    }
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
-}
-
-/// Reads a response; returns it and whether the connection can be reused.
-fn read_response(r: &mut impl BufRead) -> Result<(Response, bool), ReadError> {
-    let status_line = match read_line(r) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Err(ReadError::Stale),
-        Err(ReadError::Fail(HttpError::Io(e))) if is_stale(&e) => return Err(ReadError::Stale),
-        Err(e) => return Err(e),
-    };
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    let status = parts
-        .next()
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|_| version.starts_with("HTTP/1."));
-    let Some(status) = status else {
-        return fail(format!("status line {status_line:?}"));
-    };
-    let mut length = None;
-    let mut chunked = false;
-    let mut keep = version == "HTTP/1.1";
-    for _ in 0..MAX_HEADERS {
-        let Some(line) = read_line(r)? else {
-            return fail("connection closed in the headers");
-        };
-        if line.is_empty() {
-            let body = if (100..200).contains(&status) || status == 204 || status == 304 {
-                Vec::new()
-            } else if chunked {
-                read_chunked(r)?
-            } else if let Some(n) = length {
-                if n > MAX_BODY {
-                    return fail(format!("body of {n} bytes is too large"));
-                }
-                let mut b = vec![0u8; n];
-                r.read_exact(&mut b).map_err(io_fail)?;
-                b
-            } else {
-                keep = false;
-                let mut b = Vec::new();
-                r.take(MAX_BODY as u64 + 1)
-                    .read_to_end(&mut b)
-                    .map_err(io_fail)?;
-                if b.len() > MAX_BODY {
-                    return fail("body too large");
-                }
-                b
-            };
-            return Ok((Response { status, body }, keep));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return fail(format!("header {line:?}"));
-        };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => {
-                length = Some(
-                    value
-                        .parse::<usize>()
-                        .or_else(|_| fail(format!("Content-Length {value:?}")))?,
-                );
-            }
-            "transfer-encoding" => chunked = contains_ignore_case(value, "chunked"),
-            "connection" => {
-                if contains_ignore_case(value, "close") {
-                    keep = false;
-                } else if contains_ignore_case(value, "keep-alive") {
-                    keep = true;
-                }
-            }
-            _ => {}
-        }
-    }
-    fail("too many headers")
-}
-
-fn read_chunked(r: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    loop {
-        let Some(line) = read_line(r)? else {
-            return fail("connection closed in a chunk");
-        };
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .or_else(|_| fail(format!("chunk size {size_text:?}")))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while let Some(l) = read_line(r)? {
-                if l.is_empty() {
-                    break;
-                }
-            }
-            return Ok(body);
-        }
-        if body.len() + size > MAX_BODY {
-            return fail("body too large");
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..]).map_err(io_fail)?;
-        let mut crlf = [0u8; 2];
-        r.read_exact(&mut crlf).map_err(io_fail)?;
-        if &crlf != b"\r\n" {
-            return fail("chunk not followed by CRLF");
-        }
-    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
     use std::os::unix::net::UnixListener;
-    use std::sync::mpsc;
 
-    fn parse(raw: &[u8]) -> Result<(Response, bool), String> {
-        let mut r = BufReader::new(raw);
-        read_response(&mut r).map_err(|e| match e {
-            ReadError::Stale => "stale".to_owned(),
-            ReadError::Fail(e) => e.to_string(),
-        })
-    }
-
-    #[test]
-    fn parses_lengths_chunks_and_close() {
-        assert_eq!(
-            parse(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nOKextra"
-            ),
-            Ok((
-                Response {
-                    status: 200,
-                    body: b"OK".to_vec()
-                },
-                true
-            ))
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n"),
-            Ok((Response { status: 200, body: b"abcde".to_vec() }, true))
-        );
-        assert_eq!(
-            parse(b"HTTP/1.0 429 Too Many Requests\r\n\r\nslow down"),
-            Ok((
-                Response {
-                    status: 429,
-                    body: b"slow down".to_vec()
-                },
-                false
-            ))
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"),
-            Ok((
-                Response {
-                    status: 204,
-                    body: vec![]
-                },
-                false
-            ))
-        );
-        assert_eq!(parse(b""), Err("stale".into()));
-        assert_eq!(
-            parse(b"SSH-2.0-OpenSSH\r\n"),
-            Err("bad response: status line \"SSH-2.0-OpenSSH\"".into())
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
-            Err("bad response: Content-Length \"x\"".into())
-        );
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab").is_err());
-    }
-
-    /// A one-connection-at-a-time server answering each request with
-    /// `reply`, reporting the requests it saw.
-    fn serve(
-        listener: TcpListener,
-        replies: Vec<&'static [u8]>,
-        close_after_first: bool,
-    ) -> mpsc::Receiver<Vec<u8>> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut replies = replies.into_iter();
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { return };
-                loop {
-                    let mut r = BufReader::new(conn.try_clone().expect("clone"));
-                    let mut req = Vec::new();
-                    let mut len = 0;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).expect("read") == 0 {
-                            break;
-                        }
-                        req.extend_from_slice(line.as_bytes());
-                        if let Some(v) = line.strip_prefix("Content-Length: ") {
-                            len = v.trim().parse().expect("len");
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    if req.is_empty() {
-                        break;
-                    }
-                    let mut body = vec![0u8; len];
-                    r.read_exact(&mut body).expect("body");
-                    req.extend(body);
-                    let _ = tx.send(req);
-                    let Some(reply) = replies.next() else { return };
-                    conn.write_all(reply).expect("reply");
-                    if close_after_first {
-                        break;
-                    }
-                }
+    /// Reads one request (head and Content-Length body) from `r`.
+    fn read_request(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+        let mut head = String::new();
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).ok()? == 0 {
+                return None;
             }
-        });
-        rx
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().ok()?;
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).ok()?;
+        Some((head, body))
     }
 
-    /// A client of an agent on 127.0.0.1:`port`.
-    fn local_client(port: u16, connect: Duration, io: Duration) -> Client {
+    fn local(port: u16) -> Client {
         Client::new(
-            AgentUrl::Http {
+            &AgentUrl::Http {
                 host: "127.0.0.1".into(),
                 port,
             },
-            connect,
-            io,
+            Duration::from_secs(5),
         )
+        .expect("client")
     }
 
     #[test]
-    fn puts_with_headers_and_reuses_the_connection() {
+    fn puts_headers_and_body_and_reuses_the_connection() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
-        let seen = serve(
-            l,
-            vec![
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
-            ],
-            false,
-        );
-        let mut c = local_client(port, Duration::from_secs(2), Duration::from_secs(2));
+        let server = std::thread::spawn(move || {
+            let (conn, _) = l.accept().expect("accept");
+            let mut r = BufReader::new(conn.try_clone().expect("clone"));
+            let mut seen = Vec::new();
+            for reply in [&b"{}"[..], b"abc"] {
+                let req = read_request(&mut r).expect("request");
+                seen.push(req);
+                let mut w = &conn;
+                write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    reply.len()
+                )
+                .expect("head");
+                w.write_all(reply).expect("reply");
+            }
+            seen
+        });
+        let mut c = local(port);
+        let h = [("X-Datadog-Trace-Count", "1".to_owned())];
         let r = c
-            .put(
-                "/v0.4/traces",
-                &[("X-Datadog-Trace-Count", "1".into())],
-                b"\x91\x90",
-            )
+            .put("/v0.4/traces", &h, b"\x91\x90", Duration::from_secs(10))
             .expect("first");
         assert_eq!(
             r,
@@ -531,60 +228,126 @@ mod tests {
                 body: b"{}".to_vec()
             }
         );
-        let req = seen.recv().expect("request");
-        let mut want = format!(
-            "PUT /v0.4/traces HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 2\r\nX-Datadog-Trace-Count: 1\r\n\r\n"
-        )
-        .into_bytes();
-        want.extend_from_slice(b"\x91\x90");
-        assert_eq!(req, want);
         let r2 = c
-            .put("/x", &[], b"")
-            .expect("second on the same connection");
+            .put("/x", &[], b"", Duration::from_secs(10))
+            .expect("second, same connection");
         assert_eq!(r2.body, b"abc");
-    }
-
-    #[test]
-    fn reconnects_once_when_the_agent_closed_the_connection() {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        let _seen = serve(
-            l,
-            vec![
-                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2",
-            ],
-            true,
+        let seen = server.join().expect("server");
+        assert!(
+            seen[0].0.starts_with("PUT /v0.4/traces HTTP/1.1\r\n"),
+            "{}",
+            seen[0].0
         );
-        let mut c = local_client(port, Duration::from_secs(2), Duration::from_secs(2));
-        assert_eq!(c.put("/", &[], b"a").expect("first").status, 200);
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(c.put("/", &[], b"b").expect("second").body, b"2");
+        assert!(seen[0].0.contains("x-datadog-trace-count: 1\r\n"));
+        assert_eq!(seen[0].1, b"\x91\x90");
+        assert!(seen[1].0.starts_with("PUT /x HTTP/1.1\r\n"));
     }
 
     #[test]
-    fn connect_errors_and_timeouts() {
-        // A port with nothing listening.
+    fn connect_errors_timeouts_and_garbage_are_typed() {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let mut c = local_client(port, Duration::from_secs(1), Duration::from_secs(1));
-        assert!(matches!(c.put("/", &[], b""), Err(HttpError::Connect(_))));
+        let e = local(port)
+            .put("/", &[], b"", Duration::from_secs(5))
+            .expect_err("nothing listens");
+        assert!(matches!(e, HttpError::Connect(_)), "{e:?}");
 
-        // A server that accepts and never answers.
+        // Accepts and never answers.
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
-        let _hold = std::thread::spawn(move || {
-            let c = l.accept();
-            std::thread::sleep(Duration::from_secs(3));
-            drop(c);
+        let hold = std::thread::spawn(move || l.accept().map(|(s, _)| s));
+        let t = Instant::now();
+        let e = local(port)
+            .put("/", &[], b"x", Duration::from_millis(300))
+            .expect_err("times out");
+        assert_eq!(e, HttpError::Timeout);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        drop(hold.join());
+
+        // Answers with something that is not HTTP.
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
+            let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
         });
-        let mut c = local_client(port, Duration::from_secs(1), Duration::from_millis(200));
-        let t = std::time::Instant::now();
-        let e = c.put("/", &[], b"x").expect_err("times out");
-        assert!(t.elapsed() < Duration::from_secs(2));
-        assert_eq!(e.to_string(), "timed out waiting for the agent");
+        let e = local(port)
+            .put("/", &[], b"x", Duration::from_secs(5))
+            .expect_err("garbage");
+        assert!(matches!(e, HttpError::Exchange(_)), "{e:?}");
+    }
+
+    #[test]
+    fn keeps_at_most_max_body_bytes() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
+            let big = vec![b'x'; 4 * MAX_BODY];
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                big.len()
+            );
+            let _ = s.write_all(&big);
+        });
+        let r = local(port)
+            .put("/", &[], b"x", Duration::from_secs(5))
+            .expect("answer");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), MAX_BODY);
+    }
+
+    #[test]
+    fn a_status_that_arrived_stands_whatever_the_body_does() {
+        for (answer, want_body) in [
+            (
+                // hyper takes the size; the body is cut where the bytes end.
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc"[..],
+                &b"abc"[..],
+            ),
+            (
+                b"HTTP/1.1 503 No\r\nContent-Length: 100\r\n\r\n{\"rate",
+                b"{\"rate",
+            ),
+        ] {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            std::thread::spawn(move || {
+                let (mut s, _) = l.accept().expect("accept");
+                let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
+                let _ = s.write_all(answer);
+            });
+            let r = local(port)
+                .put("/", &[], b"x", Duration::from_secs(5))
+                .expect("an answer");
+            assert_eq!(r.body, want_body);
+        }
+        // A body that drips: the attempt ends at its deadline.
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+            for _ in 0..100 {
+                if s.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let t = Instant::now();
+        let r = local(port)
+            .put("/", &[], b"x", Duration::from_millis(500))
+            .expect("an answer");
+        assert_eq!(r.status, 200);
+        assert!(r.body.len() < 100, "{}", r.body.len());
+        assert!(t.elapsed() < Duration::from_secs(9), "{:?}", t.elapsed());
     }
 
     #[test]
@@ -594,24 +357,23 @@ mod tests {
         let path = dir.join("apm.socket");
         let _ = std::fs::remove_file(&path);
         let l = UnixListener::bind(&path).expect("bind");
-        std::thread::spawn(move || {
-            let (mut s, _) = l.accept().expect("accept");
-            let mut buf = [0u8; 4096];
-            let mut got = Vec::new();
-            while !got.ends_with(b"\r\n\r\nhi") {
-                let n = s.read(&mut buf).expect("read");
-                got.extend_from_slice(&buf[..n]);
-            }
-            assert!(got.starts_with(b"PUT /v0.4/traces HTTP/1.1\r\nHost: localhost\r\n"));
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        let server = std::thread::spawn(move || {
+            let (s, _) = l.accept().expect("accept");
+            let req = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
+            let mut w = &s;
+            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 .expect("reply");
+            req
         });
-        let mut c = Client::new(
-            AgentUrl::Unix(path),
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        );
-        assert_eq!(c.put("/v0.4/traces", &[], b"hi").expect("put").body, b"ok");
+        let mut c = Client::new(&AgentUrl::Unix(path), Duration::from_secs(1)).expect("client");
+        let r = c
+            .put("/v0.4/traces", &[], b"hi", Duration::from_secs(5))
+            .expect("put");
+        assert_eq!(r.body, b"ok");
+        let (head, body) = server.join().expect("server").expect("request");
+        assert!(head.starts_with("PUT /v0.4/traces HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("host: localhost\r\n"), "{head}");
+        assert_eq!(body, b"hi");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

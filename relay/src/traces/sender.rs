@@ -1,12 +1,14 @@
 //! The sender thread: takes payloads from the buffer and PUTs them to
-//! `/v0.4/traces`, retrying with exponential backoff (100 ms doubling to
-//! 5 s) while the agent is unreachable, times out, or answers 408, 429,
-//! 502, 503 or 504; other 5xx are retried 5 times, other 4xx not at all.
-//! Keeps the agent's `rate_by_service` answer and logs it when it changes.
+//! `/v0.4/traces`. What is retried, how long to wait and when to give up
+//! is [`super::policy`]'s; every payload ends delivered (`spans_sent`),
+//! dropped by the agent's refusal or the retry bounds (`rejected`), or
+//! dropped at shutdown (`shutdown`). Keeps the agent's `rate_by_service`
+//! answer and logs it when it changes.
 
 use super::batch::SpanBuffer;
-use super::http::{Client, HttpError};
+use super::http::Transport;
 use super::payload::Payload;
+use super::policy::{Answer, Jitter, Next, RetryPolicy};
 use crate::log::{Throttle, held};
 use crate::telemetry::Counters;
 use std::collections::BTreeMap;
@@ -15,20 +17,42 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const PATH: &str = "/v0.4/traces";
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-const OTHER_5XX_ATTEMPTS: u32 = 5;
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Attempts per payload; with the backoff capped at 5 s the payload's
+/// deadline (`--payload-deadline`) is usually reached first.
+pub const MAX_ATTEMPTS: u32 = 30;
 
 /// The agent's sampling rates by `service:<s>,env:<e>`, as last answered.
 pub type Rates = Arc<Mutex<BTreeMap<String, f64>>>;
 
 pub struct Sender {
-    pub client: Client,
+    pub client: Box<dyn Transport>,
     pub agent: String,
     pub buffer: Arc<SpanBuffer>,
     pub counters: Arc<Counters>,
     pub rates: Rates,
-    pub request_timeout: Duration,
+    pub policy: RetryPolicy,
+    pub jitter: Jitter,
+}
+
+/// The retry policy of the relay's flags.
+pub fn policy(request_timeout: Duration, payload_deadline: Duration) -> RetryPolicy {
+    RetryPolicy {
+        first_backoff: FIRST_BACKOFF,
+        max_backoff: MAX_BACKOFF,
+        max_attempts: MAX_ATTEMPTS,
+        deadline: payload_deadline,
+        attempt_timeout: request_timeout,
+    }
+}
+
+/// A jitter seed that differs between relays started together.
+pub fn jitter_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 /// The request headers for a payload of `traces` traces.
@@ -60,12 +84,6 @@ pub fn parse_rates(body: &[u8]) -> Option<BTreeMap<String, f64>> {
         .map(|a| a.rate_by_service)
 }
 
-enum Outcome {
-    Sent,
-    Retry(String),
-    Reject(String),
-}
-
 impl Sender {
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
@@ -81,81 +99,84 @@ impl Sender {
         }
     }
 
-    fn attempt(&mut self, p: &Payload, attempt: u32) -> Outcome {
-        match self.client.put(PATH, &headers(p.traces), &p.body) {
-            Ok(r) if (200..300).contains(&r.status) => {
-                if let Some(rates) = parse_rates(&r.body) {
-                    self.keep_rates(rates);
-                }
-                Outcome::Sent
+    /// The time the next attempt may take; None once the relay's shutdown
+    /// deadline has passed.
+    fn budget(&self, started: Instant) -> Option<Duration> {
+        let mut budget = self
+            .policy
+            .attempt_budget(started.elapsed())
+            .unwrap_or(Duration::from_millis(1));
+        if let Some(dl) = self.buffer.deadline() {
+            let left = dl.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
             }
-            Ok(r) => {
-                let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
-                    .trim()
-                    .to_owned();
-                let why = format!("HTTP {} {text:?}", r.status);
-                let transient = matches!(r.status, 408 | 429 | 502 | 503 | 504)
-                    || (r.status >= 500 && attempt < OTHER_5XX_ATTEMPTS);
-                if transient {
-                    Outcome::Retry(why)
-                } else {
-                    Outcome::Reject(why)
-                }
-            }
-            Err(e @ (HttpError::Connect(_) | HttpError::Io(_) | HttpError::Protocol(_))) => {
-                Outcome::Retry(e.to_string())
-            }
+            budget = budget.min(left);
         }
+        Some(budget)
     }
 
     fn deliver(&mut self, p: &Payload, health: &mut Health) {
         let n = p.traces as u64;
-        let mut backoff = FIRST_BACKOFF;
+        let started = Instant::now();
         let mut attempt = 0;
         loop {
-            let timeout = match self.buffer.deadline() {
-                Some(dl) => {
-                    let left = dl.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+            let Some(budget) = self.budget(started) else {
+                Counters::add(&self.counters.dropped_shutdown, n);
+                return;
+            };
+            attempt += 1;
+            let result = self.client.put(PATH, &headers(p.traces), &p.body, budget);
+            let answer = match &result {
+                Ok(r) => Answer::Status(r.status),
+                Err(_) => Answer::None,
+            };
+            let next = self
+                .policy
+                .next(answer, attempt, started.elapsed(), self.jitter.sample());
+            if next == Next::Delivered {
+                if let Some(rates) = result.ok().and_then(|r| parse_rates(&r.body)) {
+                    self.keep_rates(rates);
+                }
+                Counters::add(&self.counters.spans_sent, n);
+                Counters::add(&self.counters.payloads_sent, 1);
+                health.up(&self.agent);
+                return;
+            }
+            Counters::add(&self.counters.agent_errors, 1);
+            let why = match result {
+                Ok(r) => {
+                    let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
+                        .trim()
+                        .to_owned();
+                    format!("HTTP {} {text:?}", r.status)
+                }
+                Err(e) => e.to_string(),
+            };
+            match next {
+                Next::RetryAfter(wait) => {
+                    health.down(&self.agent, &why, self.buffer.spans());
+                    Counters::add(&self.counters.payloads_retried, 1);
+                    if !self.buffer.backoff(wait) {
                         Counters::add(&self.counters.dropped_shutdown, n);
                         return;
                     }
-                    left.min(self.request_timeout)
                 }
-                None => self.request_timeout,
-            };
-            self.client.set_io_timeout(timeout);
-            attempt += 1;
-            match self.attempt(p, attempt) {
-                Outcome::Sent => {
-                    Counters::add(&self.counters.spans_sent, n);
-                    Counters::add(&self.counters.payloads_sent, 1);
-                    health.up(&self.agent);
-                    return;
-                }
-                Outcome::Reject(why) => {
-                    Counters::add(&self.counters.agent_errors, 1);
+                Next::Drop(reason) => {
                     Counters::add(&self.counters.dropped_rejected, n);
                     if let Some(h) = health.throttle.allow() {
                         error!(
-                            "agent {} refused a payload of {n} spans: {why}; dropped{}",
+                            "agent {}: payload of {n} spans dropped ({}, {attempt} attempts in {:.1}s): {why}{}",
                             self.agent,
+                            reason.text(),
+                            started.elapsed().as_secs_f64(),
                             held(h)
                         );
                     }
                     return;
                 }
-                Outcome::Retry(why) => {
-                    Counters::add(&self.counters.agent_errors, 1);
-                    health.down(&self.agent, &why, self.buffer.spans());
-                }
+                Next::Delivered => {}
             }
-            Counters::add(&self.counters.payloads_retried, 1);
-            if !self.buffer.backoff(backoff) {
-                Counters::add(&self.counters.dropped_shutdown, n);
-                return;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -211,6 +232,154 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traces::http::{HttpError, Response};
+    use std::collections::VecDeque;
+
+    /// Answers from a script, recording the time budget of each attempt.
+    struct Fake {
+        script: VecDeque<Result<Response, HttpError>>,
+        budgets: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    impl Transport for Fake {
+        fn put(
+            &mut self,
+            path: &str,
+            headers: &[(&'static str, String)],
+            _body: &[u8],
+            timeout: Duration,
+        ) -> Result<Response, HttpError> {
+            assert_eq!(path, PATH);
+            assert_eq!(headers[1].0, "X-Datadog-Trace-Count");
+            self.budgets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(timeout);
+            self.script.pop_front().unwrap_or(Ok(Response {
+                status: 200,
+                body: Vec::new(),
+            }))
+        }
+    }
+
+    fn status(s: u16) -> Result<Response, HttpError> {
+        Ok(Response {
+            status: s,
+            body: format!("status {s}").into_bytes(),
+        })
+    }
+
+    struct Run {
+        counters: crate::telemetry::Snapshot,
+        budgets: Vec<Duration>,
+        rates: BTreeMap<String, f64>,
+    }
+
+    /// Delivers one payload of 3 spans through `script` (then 200s).
+    fn run(script: Vec<Result<Response, HttpError>>, deadline: Duration) -> Run {
+        let counters = Arc::new(Counters::default());
+        let buffer = Arc::new(SpanBuffer::new(100, 1 << 20, counters.clone()));
+        let budgets = Arc::new(Mutex::new(Vec::new()));
+        let rates: Rates = Arc::default();
+        let mut policy = policy(Duration::from_secs(10), deadline);
+        policy.first_backoff = Duration::from_millis(2);
+        policy.max_backoff = Duration::from_millis(8);
+        let mut sender = Sender {
+            client: Box::new(Fake {
+                script: script.into(),
+                budgets: budgets.clone(),
+            }),
+            agent: "fake".into(),
+            buffer: buffer.clone(),
+            counters: counters.clone(),
+            rates: rates.clone(),
+            policy,
+            jitter: Jitter::new(7),
+        };
+        buffer.push(Payload {
+            body: vec![0x93],
+            traces: 3,
+        });
+        let p = buffer.pop().expect("payload");
+        sender.deliver(&p, &mut Health::default());
+        buffer.done();
+        let budgets = budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let rates = rates.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Run {
+            counters: counters.snapshot(),
+            budgets,
+            rates,
+        }
+    }
+
+    #[test]
+    fn delivered_after_transient_failures_and_rates_kept() {
+        let ok = Ok(Response {
+            status: 200,
+            body: br#"{"rate_by_service":{"service:edge,env:prod":0.25}}"#.to_vec(),
+        });
+        let r = run(
+            vec![
+                status(503),
+                status(429),
+                status(408),
+                status(500),
+                Err(HttpError::Timeout),
+                Err(HttpError::Connect("refused".into())),
+                Err(HttpError::Exchange("invalid chunk size".into())),
+                ok,
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.counters.spans_sent, 3);
+        assert_eq!(r.counters.payloads_sent, 1);
+        assert_eq!(r.counters.payloads_retried, 7);
+        assert_eq!(r.counters.agent_errors, 7);
+        assert_eq!(r.counters.spans_dropped(), 0);
+        assert_eq!(r.budgets.len(), 8);
+        assert_eq!(r.rates["service:edge,env:prod"], 0.25);
+    }
+
+    #[test]
+    fn refused_payloads_are_dropped_at_once_and_counted() {
+        for s in [400, 403, 404, 413, 415] {
+            let r = run(vec![status(s)], Duration::from_secs(60));
+            assert_eq!(r.counters.dropped_rejected, 3, "{s}");
+            assert_eq!(r.counters.spans_sent, 0, "{s}");
+            assert_eq!(r.counters.payloads_retried, 0, "{s}");
+            assert_eq!(r.counters.agent_errors, 1, "{s}");
+            assert_eq!(r.budgets.len(), 1, "{s}");
+        }
+    }
+
+    #[test]
+    fn retries_end_at_the_attempt_bound_and_are_counted() {
+        let script = (0..MAX_ATTEMPTS + 5).map(|_| status(503)).collect();
+        let r = run(script, Duration::from_secs(600));
+        assert_eq!(r.budgets.len(), MAX_ATTEMPTS as usize);
+        assert_eq!(r.counters.dropped_rejected, 3);
+        assert_eq!(r.counters.payloads_retried, u64::from(MAX_ATTEMPTS) - 1);
+        assert_eq!(r.counters.agent_errors, u64::from(MAX_ATTEMPTS));
+        assert_eq!(r.counters.spans_sent, 0);
+    }
+
+    #[test]
+    fn retries_end_at_the_payload_deadline() {
+        let script = (0..1000).map(|_| Err(HttpError::Timeout)).collect();
+        let deadline = Duration::from_millis(30);
+        let r = run(script, deadline);
+        assert_eq!(r.counters.dropped_rejected, 3);
+        assert_eq!(r.counters.spans_sent, 0);
+        assert!(
+            r.budgets.len() < MAX_ATTEMPTS as usize,
+            "{}",
+            r.budgets.len()
+        );
+        assert!(r.budgets.iter().all(|b| *b <= deadline), "{:?}", r.budgets);
+    }
 
     #[test]
     fn headers_exact() {
