@@ -10,8 +10,14 @@
 //! body (not counted in the length), for datagrams that Traefik's socket
 //! extension may corrupt. [`FLAG_AFTER_STRAY_PROBE`] changes nothing in the
 //! layout: it tells the receiver that the empty probe sent just before this
-//! frame went out carrying another instance's bytes.
+//! frame went out carrying another instance's bytes. [`FLAG_MAC`] appends a
+//! 16-byte keyed MAC ([`crate::mac`]) of everything before it (header, body
+//! and checksum): the relay's `--udp-secret` input accepts only frames
+//! whose MAC its key reproduces. Readers without a key skip the MAC.
+//!
+//! Layout: header, body, [CRC-32 if `FLAG_CHECKSUM`], [MAC if `FLAG_MAC`].
 
+use crate::mac::{MAC_LEN, MacKey};
 use crate::record::Record;
 use std::fmt;
 
@@ -25,7 +31,18 @@ pub const FLAG_CHECKSUM: u8 = 0x01;
 /// (the host race of traefik#11629): the receiver saw one stray datagram
 /// that stands for no lost record.
 pub const FLAG_AFTER_STRAY_PROBE: u8 = 0x02;
+/// A keyed MAC follows the checksum (see [`encode_sealed`]).
+pub const FLAG_MAC: u8 = 0x04;
 const CHECKSUM_LEN: usize = 4;
+
+/// Bytes after the body that `flags` call for.
+fn trailer_len(flags: u8) -> usize {
+    (if flags & FLAG_CHECKSUM != 0 {
+        CHECKSUM_LEN
+    } else {
+        0
+    }) + if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinaryError {
@@ -37,6 +54,11 @@ pub enum BinaryError {
     Body(String),
     /// The CRC-32 does not match: the bytes changed on the way.
     Checksum,
+    /// The reader holds a key and the frame carries no MAC.
+    MissingMac,
+    /// The frame's MAC is not the one the reader's key gives: made without
+    /// the secret, or with another one.
+    BadMac,
 }
 
 impl fmt::Display for BinaryError {
@@ -48,6 +70,8 @@ impl fmt::Display for BinaryError {
             Self::TooLong(n) => write!(f, "record of {n} bytes exceeds {MAX_FRAME}"),
             Self::Body(e) => write!(f, "record body does not decode: {e}"),
             Self::Checksum => f.write_str("frame checksum does not match its bytes"),
+            Self::MissingMac => f.write_str("frame carries no MAC and a secret is configured"),
+            Self::BadMac => f.write_str("frame MAC does not match the configured secret"),
         }
     }
 }
@@ -61,18 +85,23 @@ pub fn encode(r: &Record) -> Result<Vec<u8>, BinaryError> {
 }
 
 /// Encodes one frame with `flags`; [`FLAG_CHECKSUM`] appends the CRC.
+/// [`FLAG_MAC`] needs a key: see [`encode_sealed`]; here it is ignored.
 pub fn encode_with(r: &Record, flags: u8) -> Result<Vec<u8>, BinaryError> {
+    encode_keyed(r, flags & !FLAG_MAC, None)
+}
+
+/// Encodes one frame with `flags` and a MAC under `key` ([`FLAG_MAC`]).
+pub fn encode_sealed(r: &Record, flags: u8, key: &MacKey) -> Result<Vec<u8>, BinaryError> {
+    encode_keyed(r, flags | FLAG_MAC, Some(key))
+}
+
+fn encode_keyed(r: &Record, flags: u8, key: Option<&MacKey>) -> Result<Vec<u8>, BinaryError> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[VERSION, flags, 0, 0]);
     // Writing plain fields into a Vec cannot fail.
     let _ = rmp_serde::encode::write(&mut out, r);
-    let total = out.len()
-        + if flags & FLAG_CHECKSUM != 0 {
-            CHECKSUM_LEN
-        } else {
-            0
-        };
+    let total = out.len() + trailer_len(flags);
     if total > MAX_FRAME {
         return Err(BinaryError::TooLong(total));
     }
@@ -82,20 +111,45 @@ pub fn encode_with(r: &Record, flags: u8) -> Result<Vec<u8>, BinaryError> {
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
     }
+    if let Some(key) = key {
+        let mac = key.mac(&out);
+        out.extend_from_slice(&mac);
+    }
     Ok(out)
 }
 
-/// Sets `flag` on an encoded frame in place, keeping its checksum valid.
-/// Bytes that are not a frame are left alone.
-pub fn set_flag(frame: &mut [u8], flag: u8) {
+/// Where the body ends, if `frame` is one whole frame.
+fn body_end(frame: &[u8]) -> Option<usize> {
     if frame.len() < HEADER_LEN || frame[..2] != MAGIC {
-        return;
+        return None;
     }
+    let end = HEADER_LEN + usize::from(u16::from_le_bytes([frame[4], frame[5]]));
+    (end + trailer_len(frame[3]) == frame.len()).then_some(end)
+}
+
+/// Sets `flag` on an encoded frame in place, keeping its checksum valid
+/// (a MAC is not: see [`set_flag_sealed`]). Bytes that are not one whole
+/// frame are left alone.
+pub fn set_flag(frame: &mut [u8], flag: u8) {
+    let Some(end) = body_end(frame) else {
+        return;
+    };
+    // Only flags that leave the layout as it is.
+    let flag = flag & !(FLAG_CHECKSUM | FLAG_MAC);
     frame[3] |= flag;
-    if frame[3] & FLAG_CHECKSUM != 0 && frame.len() >= HEADER_LEN + CHECKSUM_LEN {
-        let body_end = frame.len() - CHECKSUM_LEN;
-        let crc = crc32(&frame[..body_end]);
-        frame[body_end..].copy_from_slice(&crc.to_le_bytes());
+    if frame[3] & FLAG_CHECKSUM != 0 {
+        let crc = crc32(&frame[..end]);
+        frame[end..end + CHECKSUM_LEN].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// As [`set_flag`] on a frame made by [`encode_sealed`], renewing its MAC.
+pub fn set_flag_sealed(frame: &mut [u8], flag: u8, key: &MacKey) {
+    set_flag(frame, flag);
+    if body_end(frame).is_some() && frame[3] & FLAG_MAC != 0 {
+        let at = frame.len() - MAC_LEN;
+        let mac = key.mac(&frame[..at]);
+        frame[at..].copy_from_slice(&mac);
     }
 }
 
@@ -142,8 +196,19 @@ pub fn decode_frame(buf: &[u8]) -> (usize, Result<Record, BinaryError>) {
 }
 
 /// As [`decode_frame`], with the frame's flags; a checksummed frame is
-/// verified.
+/// verified, a MAC is skipped.
 pub fn decode_frame_flags(buf: &[u8]) -> (usize, Result<(Record, u8), BinaryError>) {
+    decode_frame_keyed(buf, None)
+}
+
+/// As [`decode_frame_flags`]; with a key, a frame is read only if it
+/// carries a MAC and that MAC is right (checked after the checksum, so
+/// bytes changed on the way still count as [`BinaryError::Checksum`], and
+/// before the body is parsed).
+pub fn decode_frame_keyed(
+    buf: &[u8],
+    key: Option<&MacKey>,
+) -> (usize, Result<(Record, u8), BinaryError>) {
     if buf.len() < HEADER_LEN {
         return (0, Err(BinaryError::Incomplete));
     }
@@ -152,12 +217,7 @@ pub fn decode_frame_flags(buf: &[u8]) -> (usize, Result<(Record, u8), BinaryErro
     }
     let flags = buf[3];
     let body_end = HEADER_LEN + usize::from(u16::from_le_bytes([buf[4], buf[5]]));
-    let len = body_end
-        + if flags & FLAG_CHECKSUM != 0 {
-            CHECKSUM_LEN
-        } else {
-            0
-        };
+    let len = body_end + trailer_len(flags);
     if len > MAX_FRAME {
         return (0, Err(BinaryError::BadMagic));
     }
@@ -169,9 +229,18 @@ pub fn decode_frame_flags(buf: &[u8]) -> (usize, Result<(Record, u8), BinaryErro
     }
     if flags & FLAG_CHECKSUM != 0 {
         let mut want = [0u8; CHECKSUM_LEN];
-        want.copy_from_slice(&buf[body_end..len]);
+        want.copy_from_slice(&buf[body_end..body_end + CHECKSUM_LEN]);
         if crc32(&buf[..body_end]) != u32::from_le_bytes(want) {
             return (len, Err(BinaryError::Checksum));
+        }
+    }
+    if let Some(key) = key {
+        if flags & FLAG_MAC == 0 {
+            return (len, Err(BinaryError::MissingMac));
+        }
+        let at = len - MAC_LEN;
+        if !key.verify(&buf[..at], &buf[at..len]) {
+            return (len, Err(BinaryError::BadMac));
         }
     }
     let mut body = &buf[HEADER_LEN..body_end];
@@ -203,7 +272,12 @@ pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
 
 /// As [`decode`], with the frame's flags.
 pub fn decode_flags(bytes: &[u8]) -> Result<(Record, u8), BinaryError> {
-    match decode_frame_flags(bytes) {
+    decode_verified(bytes, None)
+}
+
+/// As [`decode_flags`]; with a key, only a frame with the right MAC.
+pub fn decode_verified(bytes: &[u8], key: Option<&MacKey>) -> Result<(Record, u8), BinaryError> {
+    match decode_frame_keyed(bytes, key) {
         (n, Ok(r)) if n == bytes.len() => Ok(r),
         (n, Ok(_)) => Err(BinaryError::Body(format!(
             "{} trailing bytes",
@@ -320,6 +394,91 @@ mod tests {
         assert_eq!(&junk, b"xy\x01\x00\x00\x00");
         let mut empty: [u8; 0] = [];
         set_flag(&mut empty, FLAG_AFTER_STRAY_PROBE);
+    }
+
+    fn key(secret_char: char) -> MacKey {
+        MacKey::from_secret(&secret_char.to_string().repeat(32)).expect("valid secret")
+    }
+
+    #[test]
+    fn sealed_frames_need_the_right_key() {
+        let r = sample(503);
+        let k = key('k');
+        let f = encode_sealed(&r, FLAG_CHECKSUM, &k).expect("fits");
+        let plain = encode_with(&r, FLAG_CHECKSUM).expect("fits");
+        assert_eq!(f.len(), plain.len() + MAC_LEN);
+        assert_eq!(f[3], FLAG_CHECKSUM | FLAG_MAC);
+        let flags = FLAG_CHECKSUM | FLAG_MAC;
+        assert_eq!(decode_verified(&f, Some(&k)), Ok((r.clone(), flags)));
+        // Without a key the MAC is skipped: old readers' behaviour.
+        assert_eq!(decode_flags(&f), Ok((r.clone(), flags)));
+        assert_eq!(
+            decode_verified(&f, Some(&key('x'))),
+            Err(BinaryError::BadMac)
+        );
+        assert_eq!(
+            decode_verified(&plain, Some(&k)),
+            Err(BinaryError::MissingMac)
+        );
+        // A forger who sets the flag and appends 16 bytes of its choice.
+        let mut forged = plain.clone();
+        forged[3] |= FLAG_MAC;
+        let end = forged.len() - CHECKSUM_LEN;
+        let crc = crc32(&forged[..end]);
+        forged[end..].copy_from_slice(&crc.to_le_bytes());
+        forged.extend_from_slice(&[0u8; MAC_LEN]);
+        assert_eq!(decode_verified(&forged, Some(&k)), Err(BinaryError::BadMac));
+        // A changed byte: the checksum sees it first (corruption on the way).
+        let mut bad = f.clone();
+        bad[10] ^= 0x20;
+        assert_eq!(decode_verified(&bad, Some(&k)), Err(BinaryError::Checksum));
+        // A changed MAC byte: every one is caught.
+        for i in f.len() - MAC_LEN..f.len() {
+            let mut bad = f.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(decode_verified(&bad, Some(&k)), Err(BinaryError::BadMac));
+        }
+        // Without a checksum too.
+        let bare = encode_sealed(&r, 0, &k).expect("fits");
+        assert_eq!(decode_verified(&bare, Some(&k)), Ok((r.clone(), FLAG_MAC)));
+        assert!(decode_verified(&bare[..bare.len() - 1], Some(&k)).is_err());
+        assert_eq!(
+            encode_with(&r, FLAG_MAC).expect("fits"),
+            encode(&r).expect("fits"),
+            "no key, no MAC"
+        );
+    }
+
+    #[test]
+    fn a_flag_set_on_a_sealed_frame_renews_the_mac() {
+        let r = sample(200);
+        let k = key('k');
+        let mut f = encode_sealed(&r, FLAG_CHECKSUM, &k).expect("fits");
+        let mut unsealed = f.clone();
+        set_flag_sealed(&mut f, FLAG_AFTER_STRAY_PROBE, &k);
+        let all = FLAG_CHECKSUM | FLAG_MAC | FLAG_AFTER_STRAY_PROBE;
+        assert_eq!(decode_verified(&f, Some(&k)), Ok((r.clone(), all)));
+        // set_flag alone keeps the checksum but not the MAC.
+        set_flag(&mut unsealed, FLAG_AFTER_STRAY_PROBE);
+        assert_eq!(decode_flags(&unsealed), Ok((r, all)));
+        assert_eq!(
+            decode_verified(&unsealed, Some(&k)),
+            Err(BinaryError::BadMac)
+        );
+        // Layout flags cannot be set in place.
+        let mut plain = frame(200);
+        set_flag(&mut plain, FLAG_MAC | FLAG_CHECKSUM);
+        assert_eq!(plain[3], 0);
+    }
+
+    #[test]
+    fn a_stream_reader_skips_sealed_frames_whole() {
+        let k = key('k');
+        let mut stream = encode_sealed(&sample(200), FLAG_CHECKSUM, &k).expect("fits");
+        stream.extend(frame(404));
+        let (n, r) = decode_frame(&stream);
+        assert_eq!(r.expect("sealed").status, 200);
+        assert_eq!(decode_frame(&stream[n..]).1.expect("next").status, 404);
     }
 
     #[test]

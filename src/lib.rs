@@ -4,11 +4,13 @@
 //! same tests, under a real WASI runtime.
 
 pub mod binary;
+pub mod cardinality;
 pub mod config;
 pub mod dogstatsd;
 pub mod fallback;
 pub mod header_tags;
 pub mod ids;
+pub mod mac;
 pub mod network;
 pub mod propagation;
 pub mod record;
