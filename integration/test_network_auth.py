@@ -56,9 +56,10 @@ def gen_frames(count: int, seed: int, secret: str) -> list[bytes]:
         rx.close()
 
 
-def with_checksum(frame: bytes, flags: int = 0x01) -> bytes:
-    """A frame (flags 0) re-flagged and given the CRC-32 the relay checks first."""
-    head = frame[:3] + bytes([flags]) + frame[4:]
+def with_checksum(frame: bytes, flags: int = 0x01, mac: bytes = b"") -> bytes:
+    """A frame (flags 0) re-flagged, `mac` after its body, and the CRC-32 of it all, which the
+    relay checks first: what anyone can compute without the secret."""
+    head = frame[:3] + bytes([flags]) + frame[4:] + mac
     return head + zlib.crc32(head).to_bytes(4, "little")
 
 
@@ -98,7 +99,7 @@ def test_network_auth(tmp_path, traefik_factory) -> None:
         # --- datagrams from someone without the secret -------------------------------------------
         unkeyed = forged("/forged/plain", 10)
         unkeyed_crc = [with_checksum(f) for f in forged("/forged/crc", 10)]
-        fake_mac = [with_checksum(f, 0x05) + os.urandom(16) for f in forged("/forged/mac", 10)]
+        fake_mac = [with_checksum(f, 0x05, os.urandom(16)) for f in forged("/forged/mac", 10)]
         wrong_key = gen_frames(10, seed=7, secret=secrets.token_hex(32))
         garbage = [b"\x00" + os.urandom(40 + i) for i in range(10)]
         captured = gen_frames(3, seed=9, secret=secret)

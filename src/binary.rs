@@ -10,12 +10,15 @@
 //! body (not counted in the length), for datagrams that Traefik's socket
 //! extension may corrupt. [`FLAG_AFTER_STRAY_PROBE`] changes nothing in the
 //! layout: it tells the receiver that the empty probe sent just before this
-//! frame went out carrying another instance's bytes. [`FLAG_MAC`] appends a
-//! 16-byte keyed MAC ([`crate::mac`]) of everything before it (header, body
-//! and checksum): the relay's `--udp-secret` input accepts only frames
-//! whose MAC its key reproduces. Readers without a key skip the MAC.
+//! frame went out carrying another instance's bytes. [`FLAG_MAC`] puts a
+//! 16-byte keyed MAC ([`crate::mac`]) of header and body after the body:
+//! the relay's `--udp-secret` input accepts only frames whose MAC its key
+//! reproduces. Readers without a key skip the MAC.
 //!
-//! Layout: header, body, [CRC-32 if `FLAG_CHECKSUM`], [MAC if `FLAG_MAC`].
+//! Layout: header, body, [MAC if `FLAG_MAC`], [CRC-32 if `FLAG_CHECKSUM`].
+//! The CRC covers everything before it, MAC included, so bytes the host
+//! race changed anywhere fail the checksum (`corrupted`), and a frame that
+//! passes it with a wrong MAC was made without the secret (`unauthenticated`).
 
 use crate::mac::{MAC_LEN, MacKey};
 use crate::record::Record;
@@ -107,13 +110,13 @@ fn encode_keyed(r: &Record, flags: u8, key: Option<&MacKey>) -> Result<Vec<u8>, 
     }
     let body = (out.len() - HEADER_LEN) as u16;
     out[4..6].copy_from_slice(&body.to_le_bytes());
-    if flags & FLAG_CHECKSUM != 0 {
-        let crc = crc32(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-    }
     if let Some(key) = key {
         let mac = key.mac(&out);
         out.extend_from_slice(&mac);
+    }
+    if flags & FLAG_CHECKSUM != 0 {
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
     }
     Ok(out)
 }
@@ -131,25 +134,28 @@ fn body_end(frame: &[u8]) -> Option<usize> {
 /// (a MAC is not: see [`set_flag_sealed`]). Bytes that are not one whole
 /// frame are left alone.
 pub fn set_flag(frame: &mut [u8], flag: u8) {
-    let Some(end) = body_end(frame) else {
-        return;
-    };
-    // Only flags that leave the layout as it is.
-    let flag = flag & !(FLAG_CHECKSUM | FLAG_MAC);
-    frame[3] |= flag;
-    if frame[3] & FLAG_CHECKSUM != 0 {
-        let crc = crc32(&frame[..end]);
-        frame[end..end + CHECKSUM_LEN].copy_from_slice(&crc.to_le_bytes());
-    }
+    set_flag_keyed(frame, flag, None);
 }
 
 /// As [`set_flag`] on a frame made by [`encode_sealed`], renewing its MAC.
 pub fn set_flag_sealed(frame: &mut [u8], flag: u8, key: &MacKey) {
-    set_flag(frame, flag);
-    if body_end(frame).is_some() && frame[3] & FLAG_MAC != 0 {
-        let at = frame.len() - MAC_LEN;
-        let mac = key.mac(&frame[..at]);
-        frame[at..].copy_from_slice(&mac);
+    set_flag_keyed(frame, flag, Some(key));
+}
+
+fn set_flag_keyed(frame: &mut [u8], flag: u8, key: Option<&MacKey>) {
+    let Some(end) = body_end(frame) else {
+        return;
+    };
+    // Only flags that leave the layout as it is.
+    frame[3] |= flag & !(FLAG_CHECKSUM | FLAG_MAC);
+    if let Some(key) = key.filter(|_| frame[3] & FLAG_MAC != 0) {
+        let mac = key.mac(&frame[..end]);
+        frame[end..end + MAC_LEN].copy_from_slice(&mac);
+    }
+    if frame[3] & FLAG_CHECKSUM != 0 {
+        let at = frame.len() - CHECKSUM_LEN;
+        let crc = crc32(&frame[..at]);
+        frame[at..].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -228,9 +234,10 @@ pub fn decode_frame_keyed(
         return (len, Err(BinaryError::UnsupportedVersion(buf[2])));
     }
     if flags & FLAG_CHECKSUM != 0 {
+        let at = len - CHECKSUM_LEN;
         let mut want = [0u8; CHECKSUM_LEN];
-        want.copy_from_slice(&buf[body_end..body_end + CHECKSUM_LEN]);
-        if crc32(&buf[..body_end]) != u32::from_le_bytes(want) {
+        want.copy_from_slice(&buf[at..len]);
+        if crc32(&buf[..at]) != u32::from_le_bytes(want) {
             return (len, Err(BinaryError::Checksum));
         }
     }
@@ -238,8 +245,7 @@ pub fn decode_frame_keyed(
         if flags & FLAG_MAC == 0 {
             return (len, Err(BinaryError::MissingMac));
         }
-        let at = len - MAC_LEN;
-        if !key.verify(&buf[..at], &buf[at..len]) {
+        if !key.verify(&buf[..body_end], &buf[body_end..body_end + MAC_LEN]) {
             return (len, Err(BinaryError::BadMac));
         }
     }
@@ -420,22 +426,36 @@ mod tests {
             decode_verified(&plain, Some(&k)),
             Err(BinaryError::MissingMac)
         );
-        // A forger who sets the flag and appends 16 bytes of its choice.
-        let mut forged = plain.clone();
+        // A forger who sets the flag, puts 16 bytes of its choice and a
+        // correct checksum.
+        let mut forged = plain[..plain.len() - CHECKSUM_LEN].to_vec();
         forged[3] |= FLAG_MAC;
-        let end = forged.len() - CHECKSUM_LEN;
-        let crc = crc32(&forged[..end]);
-        forged[end..].copy_from_slice(&crc.to_le_bytes());
         forged.extend_from_slice(&[0u8; MAC_LEN]);
+        let crc = crc32(&forged);
+        forged.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(decode_verified(&forged, Some(&k)), Err(BinaryError::BadMac));
-        // A changed byte: the checksum sees it first (corruption on the way).
-        let mut bad = f.clone();
-        bad[10] ^= 0x20;
-        assert_eq!(decode_verified(&bad, Some(&k)), Err(BinaryError::Checksum));
-        // A changed MAC byte: every one is caught.
-        for i in f.len() - MAC_LEN..f.len() {
+        // A changed byte anywhere, MAC included: the checksum sees it first
+        // (corruption on the way, not a forgery).
+        for i in [
+            10,
+            f.len() - CHECKSUM_LEN - 1,
+            f.len() - CHECKSUM_LEN - MAC_LEN,
+        ] {
             let mut bad = f.clone();
+            bad[i] ^= 0x20;
+            assert_eq!(
+                decode_verified(&bad, Some(&k)),
+                Err(BinaryError::Checksum),
+                "{i}"
+            );
+        }
+        // Every MAC byte counts once the checksum is right.
+        let mac_at = f.len() - CHECKSUM_LEN - MAC_LEN;
+        for i in mac_at..mac_at + MAC_LEN {
+            let mut bad = f[..f.len() - CHECKSUM_LEN].to_vec();
             bad[i] ^= 0x01;
+            let crc = crc32(&bad);
+            bad.extend_from_slice(&crc.to_le_bytes());
             assert_eq!(decode_verified(&bad, Some(&k)), Err(BinaryError::BadMac));
         }
         // Without a checksum too.
@@ -447,6 +467,40 @@ mod tests {
             encode(&r).expect("fits"),
             "no key, no MAC"
         );
+    }
+
+    #[test]
+    fn any_flags_any_cut_never_panics_and_never_verifies() {
+        let k = key('k');
+        let r = sample(200);
+        let f = encode_sealed(&r, FLAG_CHECKSUM, &k).expect("fits");
+        for flags in 0..=255u8 {
+            let mut g = f.clone();
+            g[3] = flags;
+            for cut in [g.len(), g.len() - 1, g.len() - 4, g.len() - MAC_LEN - 4] {
+                let _ = decode_flags(&g[..cut]);
+                let _ = decode_frame(&g[..cut]);
+                let got = decode_verified(&g[..cut], Some(&k));
+                // Only the frame as sealed (and flags that change no byte it covers) passes.
+                assert!(
+                    got.is_err() || (flags == f[3] && cut == g.len()),
+                    "flags {flags:#x} cut {cut}"
+                );
+            }
+        }
+        // Pseudo-random bytes behind a valid-looking header.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for n in 0..2000usize {
+            let mut g = b"TD\x01".to_vec();
+            for _ in 0..(n % 300) + 3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                g.push(x as u8);
+            }
+            assert!(decode_verified(&g, Some(&k)).is_err());
+            let _ = decode_flags(&g);
+        }
     }
 
     #[test]

@@ -332,14 +332,12 @@ mod auth_tests {
                 .expect("send");
             // Another key.
             tx.send_to(&sealed(500, 2, &key('x')), addr).expect("send");
-            // The MAC flag with 16 bytes of garbage.
-            let mut forged = plain.clone();
-            binary::set_flag(&mut forged, binary::FLAG_AFTER_STRAY_PROBE);
+            // The MAC flag with 16 bytes of garbage and a right checksum.
+            let mut forged = plain[..plain.len() - 4].to_vec();
             forged[3] |= binary::FLAG_MAC;
-            let end = forged.len() - 4;
-            let crc = binary::crc32(&forged[..end]);
-            forged[end..].copy_from_slice(&crc.to_le_bytes());
             forged.extend_from_slice(&[7u8; 16]);
+            let crc = binary::crc32(&forged);
+            forged.extend_from_slice(&crc.to_le_bytes());
             tx.send_to(&forged, addr).expect("send");
             // A genuine frame replayed: a duplicate, not a second record.
             let again = sealed(404, 3, &k);
