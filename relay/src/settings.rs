@@ -11,9 +11,10 @@ use tdp_core::mac::MacKey;
 pub const DEFAULT_TRACE_PORT: u16 = 8126;
 pub const DEFAULT_STATSD_PORT: u16 = 8125;
 pub const DEFAULT_HOST: &str = "127.0.0.1";
-/// Bytes of records the input queue holds by default: ~40,000 typical
-/// records, so --queue-size bounds first unless records are unusually large.
-pub const DEFAULT_QUEUE_BYTES: usize = 32 << 20;
+/// Bytes of records the input queue holds by default: ~30,000 typical
+/// records (~550 bytes each), so --queue-size bounds first unless records are
+/// large (log lines up to --max-line-bytes would otherwise allow 640 MiB).
+pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
 pub const ENV_MAX_RESOURCES: &str = "TRAEFIK_DATADOG_RELAY_MAX_RESOURCES";
 pub const ENV_UDP_SECRET: &str = "TRAEFIK_DATADOG_RELAY_UDP_SECRET";
 pub const ENV_UDP_SECRET_FILE: &str = "TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE";
@@ -225,7 +226,7 @@ INPUTS (at least one; any combination, each read by its own thread):
                             flowing); --follow waits instead (the file keeps
                             them).
     --queue-bytes N         ... and bytes those records hold (estimated; default
-                            33554432, 32 MiB), whichever is reached first. A
+                            16777216, 16 MiB), whichever is reached first. A
                             record larger than N alone still passes when the
                             queue is empty, so nothing waits forever.
 

@@ -59,4 +59,12 @@ mod tests {
         assert!(base > size_of::<Envelope>() as u64);
         assert_eq!(total(&[e.clone(), e.clone()]), 2 * weight(&e));
     }
+
+    #[test]
+    fn a_typical_record_weighs_about_half_a_kib() {
+        // So the default --queue-bytes (16 MiB) holds ~30,000 of them and
+        // --queue-size (10,000) bounds first for ordinary traffic.
+        let w = weight(&Envelope::bare(record(200)));
+        assert!((300..800).contains(&w), "{w}");
+    }
 }
