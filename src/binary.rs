@@ -10,8 +10,17 @@
 //! body (not counted in the length), for datagrams that Traefik's socket
 //! extension may corrupt. [`FLAG_AFTER_STRAY_PROBE`] changes nothing in the
 //! layout: it tells the receiver that the empty probe sent just before this
-//! frame went out carrying another instance's bytes.
+//! frame went out carrying another instance's bytes. [`FLAG_MAC`] puts a
+//! 16-byte keyed MAC ([`crate::mac`]) of header and body after the body:
+//! the relay's `--udp-secret` input accepts only frames whose MAC its key
+//! reproduces. Readers without a key skip the MAC.
+//!
+//! Layout: header, body, [MAC if `FLAG_MAC`], [CRC-32 if `FLAG_CHECKSUM`].
+//! The CRC covers everything before it, MAC included, so bytes the host
+//! race changed anywhere fail the checksum (`corrupted`), and a frame that
+//! passes it with a wrong MAC was made without the secret (`unauthenticated`).
 
+use crate::mac::{MAC_LEN, MacKey};
 use crate::record::Record;
 use std::fmt;
 
@@ -25,7 +34,18 @@ pub const FLAG_CHECKSUM: u8 = 0x01;
 /// (the host race of traefik#11629): the receiver saw one stray datagram
 /// that stands for no lost record.
 pub const FLAG_AFTER_STRAY_PROBE: u8 = 0x02;
+/// A keyed MAC follows the checksum (see [`encode_sealed`]).
+pub const FLAG_MAC: u8 = 0x04;
 pub const CHECKSUM_LEN: usize = 4;
+
+/// Bytes after the body that `flags` call for.
+fn trailer_len(flags: u8) -> usize {
+    (if flags & FLAG_CHECKSUM != 0 {
+        CHECKSUM_LEN
+    } else {
+        0
+    }) + if flags & FLAG_MAC != 0 { MAC_LEN } else { 0 }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinaryError {
@@ -37,6 +57,11 @@ pub enum BinaryError {
     Body(String),
     /// The CRC-32 does not match: the bytes changed on the way.
     Checksum,
+    /// The reader holds a key and the frame carries no MAC.
+    MissingMac,
+    /// The frame's MAC is not the one the reader's key gives: made without
+    /// the secret, or with another one.
+    BadMac,
 }
 
 impl fmt::Display for BinaryError {
@@ -48,6 +73,8 @@ impl fmt::Display for BinaryError {
             Self::TooLong(n) => write!(f, "record of {n} bytes exceeds {MAX_FRAME}"),
             Self::Body(e) => write!(f, "record body does not decode: {e}"),
             Self::Checksum => f.write_str("frame checksum does not match its bytes"),
+            Self::MissingMac => f.write_str("frame carries no MAC and a secret is configured"),
+            Self::BadMac => f.write_str("frame MAC does not match the configured secret"),
         }
     }
 }
@@ -61,23 +88,32 @@ pub fn encode(r: &Record) -> Result<Vec<u8>, BinaryError> {
 }
 
 /// Encodes one frame with `flags`; [`FLAG_CHECKSUM`] appends the CRC.
+/// [`FLAG_MAC`] needs a key: see [`encode_sealed`]; here it is ignored.
 pub fn encode_with(r: &Record, flags: u8) -> Result<Vec<u8>, BinaryError> {
+    encode_keyed(r, flags & !FLAG_MAC, None)
+}
+
+/// Encodes one frame with `flags` and a MAC under `key` ([`FLAG_MAC`]).
+pub fn encode_sealed(r: &Record, flags: u8, key: &MacKey) -> Result<Vec<u8>, BinaryError> {
+    encode_keyed(r, flags | FLAG_MAC, Some(key))
+}
+
+fn encode_keyed(r: &Record, flags: u8, key: Option<&MacKey>) -> Result<Vec<u8>, BinaryError> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[VERSION, flags, 0, 0]);
     // Writing plain fields into a Vec cannot fail.
     let _ = rmp_serde::encode::write(&mut out, r);
-    let total = out.len()
-        + if flags & FLAG_CHECKSUM != 0 {
-            CHECKSUM_LEN
-        } else {
-            0
-        };
+    let total = out.len() + trailer_len(flags);
     if total > MAX_FRAME {
         return Err(BinaryError::TooLong(total));
     }
     let body = (out.len() - HEADER_LEN) as u16;
     out[4..6].copy_from_slice(&body.to_le_bytes());
+    if let Some(key) = key {
+        let mac = key.mac(&out);
+        out.extend_from_slice(&mac);
+    }
     if flags & FLAG_CHECKSUM != 0 {
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -85,17 +121,41 @@ pub fn encode_with(r: &Record, flags: u8) -> Result<Vec<u8>, BinaryError> {
     Ok(out)
 }
 
-/// Sets `flag` on an encoded frame in place, keeping its checksum valid.
-/// Bytes that are not a frame are left alone.
-pub fn set_flag(frame: &mut [u8], flag: u8) {
+/// Where the body ends, if `frame` is one whole frame.
+fn body_end(frame: &[u8]) -> Option<usize> {
     if frame.len() < HEADER_LEN || frame[..2] != MAGIC {
-        return;
+        return None;
     }
-    frame[3] |= flag;
-    if frame[3] & FLAG_CHECKSUM != 0 && frame.len() >= HEADER_LEN + CHECKSUM_LEN {
-        let body_end = frame.len() - CHECKSUM_LEN;
-        let crc = crc32(&frame[..body_end]);
-        frame[body_end..].copy_from_slice(&crc.to_le_bytes());
+    let end = HEADER_LEN + usize::from(u16::from_le_bytes([frame[4], frame[5]]));
+    (end + trailer_len(frame[3]) == frame.len()).then_some(end)
+}
+
+/// Sets `flag` on an encoded frame in place, keeping its checksum valid
+/// (a MAC is not: see [`set_flag_sealed`]). Bytes that are not one whole
+/// frame are left alone.
+pub fn set_flag(frame: &mut [u8], flag: u8) {
+    set_flag_keyed(frame, flag, None);
+}
+
+/// As [`set_flag`] on a frame made by [`encode_sealed`], renewing its MAC.
+pub fn set_flag_sealed(frame: &mut [u8], flag: u8, key: &MacKey) {
+    set_flag_keyed(frame, flag, Some(key));
+}
+
+fn set_flag_keyed(frame: &mut [u8], flag: u8, key: Option<&MacKey>) {
+    let Some(end) = body_end(frame) else {
+        return;
+    };
+    // Only flags that leave the layout as it is.
+    frame[3] |= flag & !(FLAG_CHECKSUM | FLAG_MAC);
+    if let Some(key) = key.filter(|_| frame[3] & FLAG_MAC != 0) {
+        let mac = key.mac(&frame[..end]);
+        frame[end..end + MAC_LEN].copy_from_slice(&mac);
+    }
+    if frame[3] & FLAG_CHECKSUM != 0 {
+        let at = frame.len() - CHECKSUM_LEN;
+        let crc = crc32(&frame[..at]);
+        frame[at..].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -142,8 +202,19 @@ pub fn decode_frame(buf: &[u8]) -> (usize, Result<Record, BinaryError>) {
 }
 
 /// As [`decode_frame`], with the frame's flags; a checksummed frame is
-/// verified.
+/// verified, a MAC is skipped.
 pub fn decode_frame_flags(buf: &[u8]) -> (usize, Result<(Record, u8), BinaryError>) {
+    decode_frame_keyed(buf, None)
+}
+
+/// As [`decode_frame_flags`]; with a key, a frame is read only if it
+/// carries a MAC and that MAC is right (checked after the checksum, so
+/// bytes changed on the way still count as [`BinaryError::Checksum`], and
+/// before the body is parsed).
+pub fn decode_frame_keyed(
+    buf: &[u8],
+    key: Option<&MacKey>,
+) -> (usize, Result<(Record, u8), BinaryError>) {
     if buf.len() < HEADER_LEN {
         return (0, Err(BinaryError::Incomplete));
     }
@@ -152,12 +223,7 @@ pub fn decode_frame_flags(buf: &[u8]) -> (usize, Result<(Record, u8), BinaryErro
     }
     let flags = buf[3];
     let body_end = HEADER_LEN + usize::from(u16::from_le_bytes([buf[4], buf[5]]));
-    let len = body_end
-        + if flags & FLAG_CHECKSUM != 0 {
-            CHECKSUM_LEN
-        } else {
-            0
-        };
+    let len = body_end + trailer_len(flags);
     if len > MAX_FRAME {
         return (0, Err(BinaryError::BadMagic));
     }
@@ -168,10 +234,19 @@ pub fn decode_frame_flags(buf: &[u8]) -> (usize, Result<(Record, u8), BinaryErro
         return (len, Err(BinaryError::UnsupportedVersion(buf[2])));
     }
     if flags & FLAG_CHECKSUM != 0 {
+        let at = len - CHECKSUM_LEN;
         let mut want = [0u8; CHECKSUM_LEN];
-        want.copy_from_slice(&buf[body_end..len]);
-        if crc32(&buf[..body_end]) != u32::from_le_bytes(want) {
+        want.copy_from_slice(&buf[at..len]);
+        if crc32(&buf[..at]) != u32::from_le_bytes(want) {
             return (len, Err(BinaryError::Checksum));
+        }
+    }
+    if let Some(key) = key {
+        if flags & FLAG_MAC == 0 {
+            return (len, Err(BinaryError::MissingMac));
+        }
+        if !key.verify(&buf[..body_end], &buf[body_end..body_end + MAC_LEN]) {
+            return (len, Err(BinaryError::BadMac));
         }
     }
     let mut body = &buf[HEADER_LEN..body_end];
@@ -203,7 +278,12 @@ pub fn decode(bytes: &[u8]) -> Result<Record, BinaryError> {
 
 /// As [`decode`], with the frame's flags.
 pub fn decode_flags(bytes: &[u8]) -> Result<(Record, u8), BinaryError> {
-    match decode_frame_flags(bytes) {
+    decode_verified(bytes, None)
+}
+
+/// As [`decode_flags`]; with a key, only a frame with the right MAC.
+pub fn decode_verified(bytes: &[u8], key: Option<&MacKey>) -> Result<(Record, u8), BinaryError> {
+    match decode_frame_keyed(bytes, key) {
         (n, Ok(r)) if n == bytes.len() => Ok(r),
         (n, Ok(_)) => Err(BinaryError::Body(format!(
             "{} trailing bytes",
@@ -320,6 +400,139 @@ mod tests {
         assert_eq!(&junk, b"xy\x01\x00\x00\x00");
         let mut empty: [u8; 0] = [];
         set_flag(&mut empty, FLAG_AFTER_STRAY_PROBE);
+    }
+
+    fn key(secret_char: char) -> MacKey {
+        MacKey::from_secret(&secret_char.to_string().repeat(32)).expect("valid secret")
+    }
+
+    #[test]
+    fn sealed_frames_need_the_right_key() {
+        let r = sample(503);
+        let k = key('k');
+        let f = encode_sealed(&r, FLAG_CHECKSUM, &k).expect("fits");
+        let plain = encode_with(&r, FLAG_CHECKSUM).expect("fits");
+        assert_eq!(f.len(), plain.len() + MAC_LEN);
+        assert_eq!(f[3], FLAG_CHECKSUM | FLAG_MAC);
+        let flags = FLAG_CHECKSUM | FLAG_MAC;
+        assert_eq!(decode_verified(&f, Some(&k)), Ok((r.clone(), flags)));
+        // Without a key the MAC is skipped: old readers' behaviour.
+        assert_eq!(decode_flags(&f), Ok((r.clone(), flags)));
+        assert_eq!(
+            decode_verified(&f, Some(&key('x'))),
+            Err(BinaryError::BadMac)
+        );
+        assert_eq!(
+            decode_verified(&plain, Some(&k)),
+            Err(BinaryError::MissingMac)
+        );
+        // A forger who sets the flag, puts 16 bytes of its choice and a
+        // correct checksum.
+        let mut forged = plain[..plain.len() - CHECKSUM_LEN].to_vec();
+        forged[3] |= FLAG_MAC;
+        forged.extend_from_slice(&[0u8; MAC_LEN]);
+        let crc = crc32(&forged);
+        forged.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_verified(&forged, Some(&k)), Err(BinaryError::BadMac));
+        // A changed byte anywhere, MAC included: the checksum sees it first
+        // (corruption on the way, not a forgery).
+        for i in [
+            10,
+            f.len() - CHECKSUM_LEN - 1,
+            f.len() - CHECKSUM_LEN - MAC_LEN,
+        ] {
+            let mut bad = f.clone();
+            bad[i] ^= 0x20;
+            assert_eq!(
+                decode_verified(&bad, Some(&k)),
+                Err(BinaryError::Checksum),
+                "{i}"
+            );
+        }
+        // Every MAC byte counts once the checksum is right.
+        let mac_at = f.len() - CHECKSUM_LEN - MAC_LEN;
+        for i in mac_at..mac_at + MAC_LEN {
+            let mut bad = f[..f.len() - CHECKSUM_LEN].to_vec();
+            bad[i] ^= 0x01;
+            let crc = crc32(&bad);
+            bad.extend_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode_verified(&bad, Some(&k)), Err(BinaryError::BadMac));
+        }
+        // Without a checksum too.
+        let bare = encode_sealed(&r, 0, &k).expect("fits");
+        assert_eq!(decode_verified(&bare, Some(&k)), Ok((r.clone(), FLAG_MAC)));
+        assert!(decode_verified(&bare[..bare.len() - 1], Some(&k)).is_err());
+        assert_eq!(
+            encode_with(&r, FLAG_MAC).expect("fits"),
+            encode(&r).expect("fits"),
+            "no key, no MAC"
+        );
+    }
+
+    #[test]
+    fn any_flags_any_cut_never_panics_and_never_verifies() {
+        let k = key('k');
+        let r = sample(200);
+        let f = encode_sealed(&r, FLAG_CHECKSUM, &k).expect("fits");
+        for flags in 0..=255u8 {
+            let mut g = f.clone();
+            g[3] = flags;
+            for cut in [g.len(), g.len() - 1, g.len() - 4, g.len() - MAC_LEN - 4] {
+                let _ = decode_flags(&g[..cut]);
+                let _ = decode_frame(&g[..cut]);
+                let got = decode_verified(&g[..cut], Some(&k));
+                // Only the frame as sealed (and flags that change no byte it covers) passes.
+                assert!(
+                    got.is_err() || (flags == f[3] && cut == g.len()),
+                    "flags {flags:#x} cut {cut}"
+                );
+            }
+        }
+        // Pseudo-random bytes behind a valid-looking header.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for n in 0..2000usize {
+            let mut g = b"TD\x01".to_vec();
+            for _ in 0..(n % 300) + 3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                g.push(x as u8);
+            }
+            assert!(decode_verified(&g, Some(&k)).is_err());
+            let _ = decode_flags(&g);
+        }
+    }
+
+    #[test]
+    fn a_flag_set_on_a_sealed_frame_renews_the_mac() {
+        let r = sample(200);
+        let k = key('k');
+        let mut f = encode_sealed(&r, FLAG_CHECKSUM, &k).expect("fits");
+        let mut unsealed = f.clone();
+        set_flag_sealed(&mut f, FLAG_AFTER_STRAY_PROBE, &k);
+        let all = FLAG_CHECKSUM | FLAG_MAC | FLAG_AFTER_STRAY_PROBE;
+        assert_eq!(decode_verified(&f, Some(&k)), Ok((r.clone(), all)));
+        // set_flag alone keeps the checksum but not the MAC.
+        set_flag(&mut unsealed, FLAG_AFTER_STRAY_PROBE);
+        assert_eq!(decode_flags(&unsealed), Ok((r, all)));
+        assert_eq!(
+            decode_verified(&unsealed, Some(&k)),
+            Err(BinaryError::BadMac)
+        );
+        // Layout flags cannot be set in place.
+        let mut plain = frame(200);
+        set_flag(&mut plain, FLAG_MAC | FLAG_CHECKSUM);
+        assert_eq!(plain[3], 0);
+    }
+
+    #[test]
+    fn a_stream_reader_skips_sealed_frames_whole() {
+        let k = key('k');
+        let mut stream = encode_sealed(&sample(200), FLAG_CHECKSUM, &k).expect("fits");
+        stream.extend(frame(404));
+        let (n, r) = decode_frame(&stream);
+        assert_eq!(r.expect("sealed").status, 200);
+        assert_eq!(decode_frame(&stream[n..]).1.expect("next").status, 404);
     }
 
     #[test]

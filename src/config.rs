@@ -46,6 +46,9 @@ pub struct Config {
     pub agent_host: String,
     pub statsd_port: u16,
     pub relay_address: SocketAddr,
+    /// Network mode: the key derived from `relaySecret`; frames to the relay
+    /// then carry a MAC the relay's `--udp-secret` checks.
+    pub relay_key: Option<crate::mac::MacKey>,
     /// Network mode: also send each request's DogStatsD lines straight to
     /// `agentHost:statsdPort`. Off by default: on Traefik <= 3.7.15 the host
     /// race (traefik#11629) delivers cut lines and sibling's lines there,
@@ -82,6 +85,7 @@ impl Default for Config {
             agent_host: "127.0.0.1".to_owned(),
             statsd_port: 8125,
             relay_address: SocketAddr::from(([127, 0, 0, 1], 8127)),
+            relay_key: None,
             direct_statsd: false,
             sample_rate: 1.0,
             buffering: Policy::default(),
@@ -115,6 +119,7 @@ pub const KEYS: &[&str] = &[
     "agentHost",
     "statsdPort",
     "relayAddress",
+    "relaySecret",
     "directStatsd",
     "sampleRate",
     "unbufferedPaths",
@@ -246,6 +251,11 @@ impl Config {
                 self.relay_address = s.trim().parse().map_err(|_| {
                     format!("{s:?} is not a literal IP address and port like \"127.0.0.1:8127\"")
                 })?;
+            }
+            // The secret itself never appears in an error.
+            "relaySecret" => {
+                self.relay_key =
+                    Some(crate::mac::MacKey::from_secret(&string(v)?).map_err(|e| e.to_string())?)
             }
             "directStatsd" => self.direct_statsd = boolean(v)?,
             "sampleRate" => {
@@ -616,6 +626,28 @@ mod tests {
         assert_eq!(
             err(r#"{"unbufferedPaths":["download"]}"#),
             "key \"unbufferedPaths\": \"download\" is not a path prefix starting with '/'"
+        );
+    }
+
+    #[test]
+    fn relay_secret_is_validated_and_never_shown() {
+        let secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
+        let c = parse(&format!(r#"{{"mode":"network","relaySecret":"{secret}"}}"#)).expect("valid");
+        assert_eq!(
+            c.relay_key,
+            Some(crate::mac::MacKey::from_secret(secret).expect("valid"))
+        );
+        assert_eq!(Config::default().relay_key, None);
+        let e = err(r#"{"relaySecret":"hunter2"}"#);
+        assert_eq!(
+            e,
+            "key \"relaySecret\": is 7 characters long; a secret needs at least 32 \
+             (e.g. the output of `openssl rand -hex 32`)"
+        );
+        assert!(!e.contains("hunter2"));
+        assert_eq!(
+            err(r#"{"relaySecret":["a"]}"#),
+            "key \"relaySecret\": a list is not a string"
         );
     }
 

@@ -12,11 +12,14 @@
 //!   `*.request.duration` and Datadog's trace metrics),
 //!
 //! tagged `env`, `service`, `version` (unified service tagging; omitted when
-//! empty), `resource` (the request host by default), `http.method`,
+//! empty), `resource` (the request host by default; the aggregator folds
+//! values beyond its cap into `other`, see [`crate::cardinality`]),
+//! `http.method` (`other` for non-standard methods),
 //! `http.status_code` and `http.status_class` (both omitted for status 0, the
 //! "unknown" of streamed responses). No `host:` tag: DogStatsD reads it as the
 //! reporting machine's hostname.
 
+use crate::cardinality::{DEFAULT_MAX_RESOURCES, ResourceCap, method_tag};
 use crate::record::Record;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -84,12 +87,17 @@ pub fn push_tag(out: &mut String, key: &str, value: &str) {
 
 /// The tags of a record's request metrics, in a fixed order.
 pub fn request_tags(r: &Record) -> String {
+    request_tags_as(r, &r.resource)
+}
+
+/// As [`request_tags`], with `resource` as the resource tag's value.
+pub fn request_tags_as(r: &Record, resource: &str) -> String {
     let mut t = String::with_capacity(128);
     push_tag(&mut t, "env", &r.env);
     push_tag(&mut t, "service", &r.service);
     push_tag(&mut t, "version", &r.version);
-    push_tag(&mut t, "resource", &r.resource);
-    push_tag(&mut t, "http.method", &r.method);
+    push_tag(&mut t, "resource", resource);
+    push_tag(&mut t, "http.method", method_tag(&r.method));
     if r.status != 0 {
         push_tag(&mut t, "http.status_code", &r.status.to_string());
     }
@@ -220,12 +228,15 @@ struct Series {
 }
 
 /// Request metrics aggregated over one flush interval, per tag set (that is
-/// per env/service/version, resource, method and status).
+/// per env/service/version, resource, method and status). Distinct
+/// resources per interval are capped ([`Aggregator::with_max_resources`]),
+/// so the series held stay bounded whatever Hosts clients send.
 #[derive(Debug)]
 pub struct Aggregator {
     names: Names,
     max_samples: usize,
     series: BTreeMap<String, Series>,
+    resources: ResourceCap,
     rng: u64,
 }
 
@@ -237,12 +248,25 @@ impl Aggregator {
             names: Names::new(prefix),
             max_samples: max_samples.max(1),
             series: BTreeMap::new(),
+            resources: ResourceCap::new(DEFAULT_MAX_RESOURCES),
             rng: 0x9E37_79B9_7F4A_7C15,
         }
     }
 
+    /// At most `max` distinct resources per interval keep their own series;
+    /// the rest share `resource:other`.
+    pub fn with_max_resources(mut self, max: usize) -> Self {
+        self.resources = ResourceCap::new(max);
+        self
+    }
+
+    /// Records whose resource was folded into `other` since the last call.
+    pub fn take_folded(&mut self) -> u64 {
+        self.resources.take_folded()
+    }
+
     pub fn add(&mut self, r: &Record) {
-        let tags = request_tags(r);
+        let tags = request_tags_as(r, self.resources.admit(&r.resource));
         let s = self.series.entry(tags).or_default();
         s.hits += 1;
         if r.error {
@@ -275,6 +299,7 @@ impl Aggregator {
 
     /// Writes every series' lines (sorted by tags) and starts a new interval.
     pub fn flush(&mut self, packer: &mut Packer) {
+        self.resources.reset();
         for (tags, s) in std::mem::take(&mut self.series) {
             packer.push(&line(&self.names.hits, s.hits, "c", &tags));
             if s.errors > 0 {
@@ -438,6 +463,62 @@ mod tests {
             }
         }
         assert_eq!(seen, 1000);
+    }
+
+    #[test]
+    fn resources_beyond_the_cap_share_one_series_per_interval() {
+        let mut agg = Aggregator::new("p", DEFAULT_MAX_SAMPLES).with_max_resources(2);
+        let mut r = sample(200);
+        r.env.clear();
+        r.version.clear();
+        r.duration_ns = 1_000_000_000;
+        for host in ["a", "b", "c", "a", "d"] {
+            r.resource = host.into();
+            agg.add(&r);
+        }
+        r.resource = "e".into();
+        r.method = "PROPFIND".into();
+        agg.add(&r);
+        assert_eq!(agg.take_folded(), 3);
+        let mut p = Packer::new(UDS_MAX_DATAGRAM);
+        agg.flush(&mut p);
+        let t = |res: &str, m: &str| {
+            format!(
+                "service:edge,resource:{res},http.method:{m},http.status_code:200,http.status_class:2xx"
+            )
+        };
+        assert_eq!(
+            text(&p.take()).concat(),
+            format!(
+                "p.request.hits:2|c|#{a}\np.request.duration:1:1|d|#{a}\n\
+                 p.request.hits:1|c|#{b}\np.request.duration:1|d|#{b}\n\
+                 p.request.hits:2|c|#{o}\np.request.duration:1:1|d|#{o}\n\
+                 p.request.hits:1|c|#{om}\np.request.duration:1|d|#{om}\n",
+                a = t("a", "GET"),
+                b = t("b", "GET"),
+                o = t("other", "GET"),
+                om = t("other", "other"),
+            )
+        );
+        // The next interval admits new values again.
+        r.resource = "d".into();
+        r.method = "GET".into();
+        agg.add(&r);
+        assert_eq!(agg.take_folded(), 0);
+        agg.flush(&mut p);
+        assert!(text(&p.take()).concat().contains("resource:d,"));
+    }
+
+    #[test]
+    fn series_stay_bounded_with_a_new_host_per_request() {
+        let mut agg = Aggregator::new("p", 16);
+        let mut r = sample(200);
+        for i in 0..50_000 {
+            r.resource = format!("h{i}.example");
+            agg.add(&r);
+        }
+        assert_eq!(agg.len(), DEFAULT_MAX_RESOURCES + 1);
+        assert_eq!(agg.take_folded(), 50_000 - DEFAULT_MAX_RESOURCES as u64);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod buffering;
+pub mod cardinality;
 pub mod config;
 pub mod dogstatsd;
 pub mod fallback;
@@ -12,6 +13,7 @@ pub mod header_tags;
 pub mod ids;
 pub mod learned;
 pub mod limits;
+pub mod mac;
 pub mod network;
 pub mod propagation;
 pub mod record;

@@ -27,8 +27,8 @@ pub const MAX_RESOURCE: usize = MAX_METHOD + 1 + MAX_PATH;
 /// `_dd.propagation_error` values are short words.
 pub const MAX_PROPAGATION_ERROR: usize = 64;
 /// Bytes a frame body may take: a frame also has its header and, on the
-/// network, a checksum.
-pub const BODY_BUDGET: usize = MAX_FRAME - HEADER_LEN - CHECKSUM_LEN;
+/// network, a checksum and, with `relaySecret`, a MAC.
+pub const BODY_BUDGET: usize = MAX_FRAME - HEADER_LEN - CHECKSUM_LEN - crate::mac::MAC_LEN;
 
 /// Cuts `s` to at most `max` bytes at a char boundary, the last bytes being
 /// [`MARKER`]. True if it was cut.

@@ -10,8 +10,11 @@
 //! - frames: binary frames (one write per frame, so a FIFO gets them whole)
 //!
 //! `--interleave N` adds N foreign Traefik log lines after each record line.
-//! `--udp` sends each frame as one datagram. `--rate R` paces the output at R
-//! records per second (in 1 ms steps).
+//! `--udp` sends each frame as one datagram; with `--secret S` each frame is
+//! sealed with that secret's MAC (the plugin's `relaySecret`). `--rate R`
+//! paces the output at R records per second (in 1 ms steps). `--hosts` as
+//! large as `--count` (up to 18446744073709551615) makes nearly every
+//! record's Host new.
 
 use std::io::{self, Write};
 use std::net::UdpSocket;
@@ -100,6 +103,7 @@ fn main() -> io::Result<()> {
     let mut interleave = 0u64;
     let mut seed = 0u64;
     let mut rate = 0u64;
+    let mut key = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut v = || it.next().cloned().unwrap_or_default();
@@ -112,6 +116,13 @@ fn main() -> io::Result<()> {
             "--interleave" => interleave = v().parse().unwrap_or(0),
             "--seed" => seed = v().parse().unwrap_or(0),
             "--rate" => rate = v().parse().unwrap_or(0),
+            "--secret" => match tdp_core::mac::MacKey::from_secret(&v()) {
+                Ok(k) => key = Some(k),
+                Err(e) => {
+                    eprintln!("gen-records: --secret {e}");
+                    std::process::exit(2);
+                }
+            },
             other => {
                 eprintln!("gen-records: unknown argument {other}");
                 std::process::exit(2);
@@ -123,7 +134,12 @@ fn main() -> io::Result<()> {
         let start = std::time::Instant::now();
         for i in 0..count {
             pace(start, i, rate);
-            if let Ok(f) = binary::encode(&record(i, hosts, seed)) {
+            let r = record(i, hosts, seed);
+            let frame = match &key {
+                Some(k) => binary::encode_sealed(&r, binary::FLAG_CHECKSUM, k),
+                None => binary::encode(&r),
+            };
+            if let Ok(f) = frame {
                 s.send_to(&f, &addr)?;
             }
         }

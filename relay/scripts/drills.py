@@ -9,6 +9,9 @@
 4. agent-503: the agent answers 503 (overloaded) for a while; nothing is lost.
 5. follow-rotation-restart: a log file written while it is rotated (rename and copy-truncate)
    and the relay restarted twice: every record arrives exactly once.
+6. distinct-hosts: 100,000 new Hosts a second for 10 s: at most --max-resources resource tags
+   per metrics interval, the rest folded and counted; every span still sent; peak RSS reported
+   and held under 40 MiB. DISTINCT_HOSTS_MAX_RESOURCES=N runs it with another cap.
 
     python3 relay/scripts/drills.py [drill ...]
 """
@@ -206,6 +209,45 @@ def drill_memory_agent_down() -> list[str]:
     return p
 
 
+def drill_distinct_hosts() -> list[str]:
+    """A catch-all router hit with a new Host per request: metric series stay bounded. Through the
+    FIFO, the fastest input, so the generator keeps up the rate on a shared machine."""
+    cap = int(os.environ.get("DISTINCT_HOSTS_MAX_RESOURCES", "1000"))
+    agent = Agent("hosts").start()
+    fifo = TMP / "hosts.fifo"
+    relay = Relay("hosts", ["--pipe", str(fifo), "--max-resources", str(cap)], agent).start()
+    wait_for(fifo.exists, 5)
+    t = time.monotonic()
+    subprocess.run([GEN, "--format", "frames", "--out", str(fifo), "--count", "1000000", "--seed", "6",
+                    "--hosts", str(2**64 - 1), "--rate", "100000"], check=True)
+    sent_s = time.monotonic() - t
+    wait_for(lambda: (c := relay.counters()).get("queue_depth") == 0 and c.get("buffered_spans") == 0
+             and c.get("spans_sent", 0) > 0 and agent.traces() == c.get("spans_sent"), 60)
+    rss = relay.rss_kib()
+    rc, _ = relay.stop()
+    agent.stop()
+    c = relay.counters()
+    handed_on = c.get("pipe.received", 0) - c.get("pipe.queue_full", 0)
+    p = []
+    if c.get("pipe.received") != 1_000_000:
+        p.append(f"the relay read {c.get('pipe.received')} of 1,000,000 records")
+    if c.get("spans_sent", 0) + c.get("spans_dropped", 0) != handed_on or agent.traces() != c.get("spans_sent"):
+        p.append(f"spans do not add up: agent {agent.traces()}, {c}")
+    folded = c.get("resources_folded", 0)
+    # Every interval (2 s) admits at most `cap` resources; the run spans at most this many.
+    intervals = int(sent_s / 2) + 3
+    if not handed_on - cap * intervals <= folded <= handed_on:
+        p.append(f"folded {folded} for {handed_on} records over <= {intervals} intervals of cap {cap}")
+    if rss > 40 * 1024:
+        p.append(f"peak RSS {rss / 1024:.1f} MiB > 40 MiB")
+    if rc != 0:
+        p.append(f"exit {rc}")
+    print(f"  1,000,000 distinct Hosts in {sent_s:.1f}s ({1e6 / sent_s:,.0f}/s); handed on={handed_on} "
+          f"queue_full={c.get('pipe.queue_full')} folded={folded} spans sent={c.get('spans_sent')} "
+          f"peak RSS={rss / 1024:.1f} MiB")
+    return p
+
+
 def drill_sigterm_agent_down() -> list[str]:
     agent = Agent("sigterm")  # never started
     port = free_port(socket.SOCK_DGRAM)
@@ -317,6 +359,7 @@ DRILLS = {
     "sigterm-agent-down": drill_sigterm_agent_down,
     "agent-503": drill_agent_503,
     "follow-rotation-restart": drill_follow_rotation_restart,
+    "distinct-hosts": drill_distinct_hosts,
 }
 
 

@@ -136,8 +136,10 @@ fn run(s: settings::Settings) -> Result<(), String> {
     };
 
     let (queue, rx) = Queue::new(s.queue_size, counters.clone());
+    let queue = queue.with_max_bytes(s.queue_bytes);
     let mut inputs = Vec::new();
     if let Some(p) = &s.pipe {
+        input::fifo_mode::prepare(p, s.pipe_group)?;
         input::pipe::start(p, queue.clone())?;
         inputs.push(Source::Pipe);
     }
@@ -159,7 +161,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
         inputs.push(Source::Follow);
     }
     if let Some(addr) = &s.udp {
-        input::udp::start(addr, queue.clone())?;
+        input::udp::start(addr, queue.clone(), s.udp_key.clone())?;
         inputs.push(Source::Udp);
     }
     // The pipeline sees the queue disconnect once every input has ended.
@@ -185,9 +187,10 @@ fn run(s: settings::Settings) -> Result<(), String> {
         counters,
         defaults: s.defaults.clone(),
         traces,
-        aggregator: s
-            .request_metrics
-            .then(|| tdp_core::dogstatsd::Aggregator::new(&s.metrics_prefix, s.max_samples)),
+        aggregator: s.request_metrics.then(|| {
+            tdp_core::dogstatsd::Aggregator::new(&s.metrics_prefix, s.max_samples)
+                .with_max_resources(s.max_resources)
+        }),
         statsd,
         prefix: s.metrics_prefix.clone(),
         inputs,

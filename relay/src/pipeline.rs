@@ -98,6 +98,9 @@ impl Pipeline {
         self.counters
             .queue_depth
             .fetch_sub(batch.len() as u64, Relaxed);
+        self.counters
+            .queue_bytes
+            .fetch_sub(crate::input::weight::total(&batch), Relaxed);
         for e in batch {
             self.handle(e);
         }
@@ -136,6 +139,7 @@ impl Pipeline {
 
     fn flush_metrics(&mut self) {
         if let Some(agg) = self.aggregator.as_mut() {
+            Counters::add(&self.counters.resources_folded, agg.take_folded());
             if !agg.is_empty() {
                 let mut packer = self.statsd.packer();
                 agg.flush(&mut packer);

@@ -4,11 +4,20 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use tdp_core::cardinality::DEFAULT_MAX_RESOURCES;
 use tdp_core::dogstatsd::{DEFAULT_MAX_SAMPLES, DEFAULT_PREFIX};
+use tdp_core::mac::MacKey;
 
 pub const DEFAULT_TRACE_PORT: u16 = 8126;
 pub const DEFAULT_STATSD_PORT: u16 = 8125;
 pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Bytes of records the input queue holds by default: ~30,000 typical
+/// records (~550 bytes each), so --queue-size bounds first unless records are
+/// large (log lines up to --max-line-bytes would otherwise allow 640 MiB).
+pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
+pub const ENV_MAX_RESOURCES: &str = "TRAEFIK_DATADOG_RELAY_MAX_RESOURCES";
+pub const ENV_UDP_SECRET: &str = "TRAEFIK_DATADOG_RELAY_UDP_SECRET";
+pub const ENV_UDP_SECRET_FILE: &str = "TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE";
 
 /// Where the trace agent listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +78,10 @@ pub struct Settings {
     pub state: Option<PathBuf>,
     pub follow_from: FollowFrom,
     pub udp: Option<String>,
+    /// `--udp-secret`: only frames with this key's MAC are read.
+    pub udp_key: Option<MacKey>,
+    /// `--pipe-group`: the FIFO is 0620 with this group, instead of 0600.
+    pub pipe_group: Option<u32>,
     pub echo_records: bool,
     pub max_line_bytes: usize,
     pub queue_size: usize,
@@ -76,6 +89,7 @@ pub struct Settings {
     pub learn_bytes: u64,
     /// How long a route stays learned after its last large response.
     pub learn_ttl: Duration,
+    pub queue_bytes: usize,
 
     pub agent: AgentUrl,
     pub traces: bool,
@@ -94,6 +108,7 @@ pub struct Settings {
     pub metrics_interval: Duration,
     pub request_metrics: bool,
     pub max_samples: usize,
+    pub max_resources: usize,
     pub telemetry_interval: Duration,
     pub telemetry: bool,
 
@@ -109,11 +124,14 @@ impl Default for Settings {
             state: None,
             follow_from: FollowFrom::End,
             udp: None,
+            udp_key: None,
+            pipe_group: None,
             echo_records: false,
             max_line_bytes: 64 * 1024,
             queue_size: 10_000,
             learn_bytes: 1 << 20,
             learn_ttl: Duration::from_secs(3600),
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             agent: AgentUrl::Http {
                 host: DEFAULT_HOST.to_owned(),
                 port: DEFAULT_TRACE_PORT,
@@ -136,6 +154,7 @@ impl Default for Settings {
             metrics_interval: Duration::from_secs(2),
             request_metrics: true,
             max_samples: DEFAULT_MAX_SAMPLES,
+            max_resources: DEFAULT_MAX_RESOURCES,
             telemetry_interval: Duration::from_secs(10),
             telemetry: true,
             defaults: Defaults::default(),
@@ -168,11 +187,16 @@ USAGE:
 INPUTS (at least one; any combination, each read by its own thread):
     --pipe PATH             Read binary frames from the FIFO the plugin writes
                             (plugin `pipePath`, through settings.mounts). The
-                            FIFO is created with mode 0666 if missing, so the
-                            user Traefik runs as can open it; an existing FIFO
-                            keeps its mode. It is opened read-write, so the
-                            relay never sees end-of-file and writers never fail
-                            while the relay runs.
+                            FIFO is created with mode 0600 if missing (relay
+                            and Traefik run as the same user, as in the Helm
+                            chart's pod); an existing FIFO open to more is
+                            narrowed to that mode (or reported when it cannot
+                            be). It is opened read-write, so the relay never
+                            sees end-of-file and writers never fail while the
+                            relay runs.
+    --pipe-group GID        Traefik runs as another user in group GID: the
+                            FIFO gets that group and mode 0620 (the group may
+                            write, nobody else may open it).
     --stdin                 Read Traefik's log output on stdin. Lines holding a
                             plugin record (console or JSON log format) are
                             consumed; every other line is copied to stdout
@@ -187,7 +211,19 @@ INPUTS (at least one; any combination, each read by its own thread):
                             exists when there is no state file yet (default end).
                             New and rotated files are always read from the start.
     --udp ADDR              Receive datagrams of one binary frame each
-                            (plugin network mode), e.g. 127.0.0.1:8127.
+                            (plugin network mode), e.g. 127.0.0.1:8127. Bind
+                            it to a pod-local address (127.0.0.1): anyone who
+                            reaches the port can send records unless
+                            --udp-secret is set.
+    --udp-secret SECRET     Accept only frames sealed with this secret (the
+                            plugin's `relaySecret`, at least 32 characters):
+                            frames without a MAC or with another key's are
+                            dropped and counted (udp.unauthenticated).
+                            Prefer the file form: arguments are visible to
+                            other processes. Env TRAEFIK_DATADOG_RELAY_UDP_SECRET.
+    --udp-secret-file PATH  The same, read from a file (a mounted Kubernetes
+                            Secret; surrounding whitespace ignored). Env
+                            TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE.
     --echo-records          Also copy the plugin's record lines to stdout.
     --max-line-bytes N      Longest log line read (default 65536). Longer lines
                             are skipped and counted (copied through if they are
@@ -197,6 +233,10 @@ INPUTS (at least one; any combination, each read by its own thread):
                             records are dropped and counted (the FIFO keeps
                             flowing); --follow waits instead (the file keeps
                             them).
+    --queue-bytes N         ... and bytes those records hold (estimated; default
+                            16777216, 16 MiB), whichever is reached first. A
+                            record larger than N alone still passes when the
+                            queue is empty, so nothing waits forever.
 
 LEARNED ROUTES (with --pipe):
     --learn-bytes N         A response of at least N bytes (its Content-Length)
@@ -250,6 +290,13 @@ METRICS (DogStatsD):
                             10s (default 2s, as Datadog's own clients).
     --max-samples N         Durations kept per series and interval before a
                             uniform sample is sent with its rate (default 4096).
+    --max-resources N       Distinct resource tag values per interval (default
+                            1000; env TRAEFIK_DATADOG_RELAY_MAX_RESOURCES).
+                            Later new values are tagged resource:other and
+                            counted (resources_folded); spans keep the real
+                            resource. Methods outside GET HEAD POST PUT DELETE
+                            CONNECT OPTIONS TRACE PATCH are tagged
+                            http.method:other.
     --no-request-metrics    Do not send request metrics (the agent computes
                             trace.* metrics from the spans anyway).
     --telemetry-interval DUR  Relay's own counters, as P.relay.* metrics and a
@@ -273,6 +320,8 @@ ENVIRONMENT:
     DD_DOGSTATSD_PORT       DogStatsD port (default 8125).
     DD_DOGSTATSD_URL        DogStatsD URL (overrides host and port).
     DD_ENV, DD_SERVICE, DD_VERSION  Record defaults (see above).
+    TRAEFIK_DATADOG_RELAY_MAX_RESOURCES, TRAEFIK_DATADOG_RELAY_UDP_SECRET,
+    TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE  As their flags (flags win).
 
 SIGNALS: SIGTERM or SIGINT stops the inputs, flushes what is held within
 --shutdown-timeout, prints the final counters and exits 0; a second signal
@@ -286,6 +335,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     let mut agent_flag = None;
     let mut statsd_flag = None;
     let (mut env_flag, mut service_flag, mut version_flag) = (None, None, None);
+    let (mut max_resources_flag, mut secret_flag) = (None, None);
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -337,6 +387,16 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 }
                 s.udp = Some(v);
             }
+            "--udp-secret" => secret_flag = Some(udp_key(flag, &value()?)?),
+            "--udp-secret-file" => secret_flag = Some(udp_key_file(flag, &value()?)?),
+            "--pipe-group" => {
+                let v = value()?;
+                s.pipe_group = Some(v.trim().parse::<u32>().map_err(|_| {
+                    format!("{flag}: {v:?} is not a numeric group id (like 65532)")
+                })?);
+            }
+            "--queue-bytes" => s.queue_bytes = count(flag, &value()?, 4096)?,
+            "--max-resources" => max_resources_flag = Some(count(flag, &value()?, 1)?),
             "--echo-records" => {
                 no_value(&inline)?;
                 s.echo_records = true;
@@ -441,6 +501,36 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         ));
     }
 
+    s.max_resources = match max_resources_flag {
+        Some(n) => n,
+        None => match env(ENV_MAX_RESOURCES).filter(|v| !v.trim().is_empty()) {
+            Some(v) => count(ENV_MAX_RESOURCES, &v, 1)?,
+            None => DEFAULT_MAX_RESOURCES,
+        },
+    };
+    s.udp_key = match secret_flag {
+        Some(k) => Some(k),
+        None => match (
+            env(ENV_UDP_SECRET).filter(|v| !v.trim().is_empty()),
+            env(ENV_UDP_SECRET_FILE).filter(|v| !v.trim().is_empty()),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{ENV_UDP_SECRET} and {ENV_UDP_SECRET_FILE} are both set; keep one"
+                ));
+            }
+            (Some(v), None) => Some(udp_key(ENV_UDP_SECRET, &v)?),
+            (None, Some(p)) => Some(udp_key_file(ENV_UDP_SECRET_FILE, &p)?),
+            (None, None) => None,
+        },
+    };
+    if s.udp_key.is_some() && s.udp.is_none() {
+        return Err("--udp-secret is only used with --udp".to_owned());
+    }
+    if s.pipe_group.is_some() && s.pipe.is_none() {
+        return Err("--pipe-group is only used with --pipe".to_owned());
+    }
+
     let host = env("DD_AGENT_HOST").filter(|h| !h.trim().is_empty());
     let host_of = |h: &Option<String>| h.clone().unwrap_or_else(|| DEFAULT_HOST.to_owned());
     s.agent = match agent_flag {
@@ -481,6 +571,17 @@ fn path(flag: &str, v: &str) -> Result<PathBuf, String> {
     } else {
         Ok(PathBuf::from(v))
     }
+}
+
+/// A secret's key; the error names the flag or variable, never the secret.
+fn udp_key(name: &str, secret: &str) -> Result<MacKey, String> {
+    MacKey::from_secret(secret).map_err(|e| format!("{name}: the secret {e}"))
+}
+
+fn udp_key_file(name: &str, path: &str) -> Result<MacKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{name}: cannot read the secret from {path:?}: {e}"))?;
+    udp_key(&format!("{name} {path}"), &text)
 }
 
 fn count(flag: &str, v: &str, min: usize) -> Result<usize, String> {
@@ -850,6 +951,111 @@ mod tests {
         assert_eq!(
             run(&["--stdin"], &[("DD_DOGSTATSD_PORT", "99999")]).expect_err("bad env"),
             "DD_DOGSTATSD_PORT: \"99999\" is not a port number (1-65535)"
+        );
+    }
+
+    #[test]
+    fn bounds_and_secret_flags_and_env() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let key = MacKey::from_secret(secret).expect("valid");
+        let s = run(
+            &[
+                "--udp",
+                "127.0.0.1:8127",
+                "--udp-secret",
+                secret,
+                "--pipe",
+                "/run/dd/x.fifo",
+                "--pipe-group",
+                "65532",
+                "--queue-bytes",
+                "1_048_576",
+                "--max-resources",
+                "50",
+            ],
+            &[(ENV_MAX_RESOURCES, "7"), (ENV_UDP_SECRET, "ignored")],
+        )
+        .expect("valid");
+        assert_eq!(s.udp_key, Some(key.clone()));
+        assert_eq!(s.pipe_group, Some(65532));
+        assert_eq!((s.queue_bytes, s.max_resources), (1 << 20, 50));
+        let s = run(
+            &["--udp", "127.0.0.1:8127"],
+            &[(ENV_MAX_RESOURCES, "7"), (ENV_UDP_SECRET, secret)],
+        )
+        .expect("valid");
+        assert_eq!((s.max_resources, s.udp_key), (7, Some(key.clone())));
+        let dir = std::env::temp_dir().join(format!("relay-secret-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("secret");
+        std::fs::write(&file, format!("{secret}\n")).expect("write");
+        let f = file.to_str().expect("utf-8");
+        let s = run(&["--udp", "127.0.0.1:8127", "--udp-secret-file", f], &[]).expect("valid");
+        assert_eq!(s.udp_key, Some(key.clone()));
+        let s = run(&["--udp", "127.0.0.1:8127"], &[(ENV_UDP_SECRET_FILE, f)]).expect("valid");
+        assert_eq!(s.udp_key, Some(key));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!format!("{s:?}").contains(secret), "never printed");
+    }
+
+    #[test]
+    fn bounds_and_secret_errors_are_explained() {
+        let e = err(&["--udp", "127.0.0.1:1", "--udp-secret", "hunter2"]);
+        assert_eq!(
+            e,
+            "--udp-secret: the secret is 7 characters long; a secret needs at least 32 \
+             (e.g. the output of `openssl rand -hex 32`)"
+        );
+        assert!(!e.contains("hunter2"));
+        assert_eq!(
+            run(&["--udp", "127.0.0.1:1"], &[(ENV_UDP_SECRET, "short")]).expect_err("bad env"),
+            "TRAEFIK_DATADOG_RELAY_UDP_SECRET: the secret is 5 characters long; a secret \
+             needs at least 32 (e.g. the output of `openssl rand -hex 32`)"
+        );
+        assert!(
+            err(&[
+                "--udp",
+                "127.0.0.1:1",
+                "--udp-secret-file",
+                "/nonexistent/s"
+            ])
+            .starts_with("--udp-secret-file: cannot read the secret from \"/nonexistent/s\": ")
+        );
+        assert_eq!(
+            run(
+                &["--udp", "127.0.0.1:1"],
+                &[(ENV_UDP_SECRET, "a"), (ENV_UDP_SECRET_FILE, "/b")]
+            )
+            .expect_err("both"),
+            "TRAEFIK_DATADOG_RELAY_UDP_SECRET and TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE are both set; keep one"
+        );
+        assert_eq!(
+            err(&[
+                "--stdin",
+                "--udp-secret",
+                "0123456789abcdef0123456789abcdef"
+            ]),
+            "--udp-secret is only used with --udp"
+        );
+        assert_eq!(
+            err(&["--stdin", "--pipe-group", "1"]),
+            "--pipe-group is only used with --pipe"
+        );
+        assert_eq!(
+            err(&["--pipe", "/x", "--pipe-group", "traefik"]),
+            "--pipe-group: \"traefik\" is not a numeric group id (like 65532)"
+        );
+        assert_eq!(
+            err(&["--stdin", "--max-resources", "0"]),
+            "--max-resources: 0 is below the minimum 1"
+        );
+        assert_eq!(
+            run(&["--stdin"], &[(ENV_MAX_RESOURCES, "lots")]).expect_err("bad env"),
+            "TRAEFIK_DATADOG_RELAY_MAX_RESOURCES: \"lots\" is not a whole number"
+        );
+        assert_eq!(
+            err(&["--stdin", "--queue-bytes", "100"]),
+            "--queue-bytes: 100 is below the minimum 4096"
         );
     }
 

@@ -12,7 +12,7 @@ pub struct InputCounters {
     pub received: AtomicU64,
     /// Input that carried the plugin's marker or frame but could not be read.
     pub malformed: AtomicU64,
-    /// Records dropped because the queue was full.
+    /// Records dropped because the queue was full (in records or bytes).
     pub queue_full: AtomicU64,
     /// Frames whose checksum failed (bytes changed on the way; UDP).
     pub corrupted: AtomicU64,
@@ -22,6 +22,9 @@ pub struct InputCounters {
     /// strays among `corrupted`/`duplicated`/`malformed` that stand for no
     /// lost record.
     pub stray_probes: AtomicU64,
+    /// Frames dropped for want of a valid MAC under `--udp-secret`: none,
+    /// or one made with another key (UDP).
+    pub unauthenticated: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +46,11 @@ pub struct Counters {
     pub buffer_cap_hits: AtomicU64,
     /// Records in the input queue (gauge).
     pub queue_depth: AtomicU64,
+    /// Estimated bytes those records hold (gauge), bounded by --queue-bytes.
+    pub queue_bytes: AtomicU64,
+    /// Records whose request metrics went to `resource:other` because the
+    /// interval already had --max-resources distinct resources.
+    pub resources_folded: AtomicU64,
     /// Spans waiting for or in delivery (gauge).
     pub buffered_spans: AtomicU64,
     pub statsd_datagrams: AtomicU64,
@@ -69,6 +77,7 @@ impl Counters {
             corrupted: self.inputs.each_ref().map(|i| g(&i.corrupted)),
             duplicated: self.inputs.each_ref().map(|i| g(&i.duplicated)),
             stray_probes: self.inputs.each_ref().map(|i| g(&i.stray_probes)),
+            unauthenticated: self.inputs.each_ref().map(|i| g(&i.unauthenticated)),
             spans_sent: g(&self.spans_sent),
             payloads_sent: g(&self.payloads_sent),
             payloads_retried: g(&self.payloads_retried),
@@ -79,6 +88,8 @@ impl Counters {
             dropped_encode: g(&self.dropped_encode),
             buffer_cap_hits: g(&self.buffer_cap_hits),
             queue_depth: g(&self.queue_depth),
+            queue_bytes: g(&self.queue_bytes),
+            resources_folded: g(&self.resources_folded),
             buffered_spans: g(&self.buffered_spans),
             statsd_datagrams: g(&self.statsd_datagrams),
             statsd_errors: g(&self.statsd_errors),
@@ -96,6 +107,7 @@ pub struct Snapshot {
     pub corrupted: [u64; 4],
     pub duplicated: [u64; 4],
     pub stray_probes: [u64; 4],
+    pub unauthenticated: [u64; 4],
     pub spans_sent: u64,
     pub payloads_sent: u64,
     pub payloads_retried: u64,
@@ -106,6 +118,8 @@ pub struct Snapshot {
     pub dropped_encode: u64,
     pub buffer_cap_hits: u64,
     pub queue_depth: u64,
+    pub queue_bytes: u64,
+    pub resources_folded: u64,
     pub buffered_spans: u64,
     pub statsd_datagrams: u64,
     pub statsd_errors: u64,
@@ -134,15 +148,19 @@ impl Snapshot {
             ));
             if *i == Source::Udp {
                 s.push_str(&format!(
-                    " udp.corrupted={} udp.duplicated={} udp.stray_probes={}",
-                    self.corrupted[k], self.duplicated[k], self.stray_probes[k]
+                    " udp.corrupted={} udp.duplicated={} udp.stray_probes={} udp.unauthenticated={}",
+                    self.corrupted[k],
+                    self.duplicated[k],
+                    self.stray_probes[k],
+                    self.unauthenticated[k]
                 ));
             }
         }
         s.push_str(&format!(
             " spans_sent={} spans_dropped={} (buffer_full={} rejected={} shutdown={} encode={}) \
              payloads_sent={} payloads_retried={} agent_errors={} buffer_cap_hits={} \
-             queue_depth={} buffered_spans={} statsd_datagrams={} statsd_errors={} statsd_oversized={}",
+             queue_depth={} queue_bytes={} buffered_spans={} statsd_datagrams={} statsd_errors={} \
+             statsd_oversized={} resources_folded={}",
             self.spans_sent,
             self.spans_dropped(),
             self.dropped_buffer_full,
@@ -154,10 +172,12 @@ impl Snapshot {
             self.agent_errors,
             self.buffer_cap_hits,
             self.queue_depth,
+            self.queue_bytes,
             self.buffered_spans,
             self.statsd_datagrams,
             self.statsd_errors,
             self.statsd_oversized,
+            self.resources_folded,
         ));
         if let Some(rss) = rss {
             s.push_str(&format!(" rss_bytes={rss}"));
@@ -208,6 +228,12 @@ impl Snapshot {
                 out.push(line(
                     &format!("{p}.stray_probes"),
                     d(self.stray_probes[k], prev.stray_probes[k]),
+                    "c",
+                    &t,
+                ));
+                out.push(line(
+                    &format!("{p}.records_unauthenticated"),
+                    d(self.unauthenticated[k], prev.unauthenticated[k]),
                     "c",
                     &t,
                 ));
@@ -264,7 +290,14 @@ impl Snapshot {
             prev.statsd_errors,
             "",
         ));
+        out.push(count(
+            "resources_folded",
+            self.resources_folded,
+            prev.resources_folded,
+            "",
+        ));
         out.push(line(&format!("{p}.queue_depth"), self.queue_depth, "g", ""));
+        out.push(line(&format!("{p}.queue_bytes"), self.queue_bytes, "g", ""));
         out.push(line(
             &format!("{p}.buffered_spans"),
             self.buffered_spans,
@@ -287,6 +320,7 @@ mod tests {
             corrupted: [0, 0, 0, 4],
             duplicated: [0, 0, 0, 2],
             stray_probes: [0, 0, 0, 1],
+            unauthenticated: [0, 0, 0, 5],
             spans_sent: 25,
             payloads_sent: 2,
             payloads_retried: 1,
@@ -297,6 +331,8 @@ mod tests {
             dropped_encode: 0,
             buffer_cap_hits: 1,
             queue_depth: 7,
+            queue_bytes: 4200,
+            resources_folded: 3,
             buffered_spans: 4,
             statsd_datagrams: 9,
             statsd_errors: 0,
@@ -320,8 +356,9 @@ mod tests {
             snap().log_line(&[Source::Stdin], Some(4096)),
             "counters stdin.received=20 stdin.malformed=2 stdin.queue_full=3 spans_sent=25 \
              spans_dropped=1 (buffer_full=1 rejected=0 shutdown=0 encode=0) payloads_sent=2 \
-             payloads_retried=1 agent_errors=1 buffer_cap_hits=1 queue_depth=7 buffered_spans=4 \
-             statsd_datagrams=9 statsd_errors=0 statsd_oversized=0 rss_bytes=4096"
+             payloads_retried=1 agent_errors=1 buffer_cap_hits=1 queue_depth=7 queue_bytes=4200 \
+             buffered_spans=4 statsd_datagrams=9 statsd_errors=0 statsd_oversized=0 \
+             resources_folded=3 rss_bytes=4096"
         );
     }
 
@@ -329,7 +366,7 @@ mod tests {
     fn udp_reports_corrupted_and_duplicated() {
         let lines = snap().statsd_lines(&Snapshot::default(), "p", &[Source::Udp]);
         assert_eq!(
-            &lines[..6],
+            &lines[..7],
             &[
                 "p.relay.records_received:0|c|#input:udp",
                 "p.relay.records_malformed:0|c|#input:udp",
@@ -337,13 +374,12 @@ mod tests {
                 "p.relay.records_corrupted:4|c|#input:udp",
                 "p.relay.records_duplicated:2|c|#input:udp",
                 "p.relay.stray_probes:1|c|#input:udp",
+                "p.relay.records_unauthenticated:5|c|#input:udp",
             ]
         );
-        assert!(
-            snap()
-                .log_line(&[Source::Udp], None)
-                .contains(" udp.corrupted=4 udp.duplicated=2 udp.stray_probes=1 ")
-        );
+        assert!(snap().log_line(&[Source::Udp], None).contains(
+            " udp.corrupted=4 udp.duplicated=2 udp.stray_probes=1 udp.unauthenticated=5 "
+        ));
     }
 
     #[test]
@@ -370,7 +406,9 @@ mod tests {
                 "traefik_datadog.relay.agent_errors:1|c",
                 "traefik_datadog.relay.buffer_cap_hits:1|c",
                 "traefik_datadog.relay.statsd_errors:0|c",
+                "traefik_datadog.relay.resources_folded:3|c",
                 "traefik_datadog.relay.queue_depth:7|g",
+                "traefik_datadog.relay.queue_bytes:4200|g",
                 "traefik_datadog.relay.buffered_spans:4|g",
             ]
         );

@@ -1,6 +1,6 @@
 //! Where records leave the guest. `pipe`/`auto`: the FIFO when it works;
 //! `network` (the plugin-net.wasm build): a checksummed frame to the relay
-//! over UDP (and with `directStatsd` the DogStatsD lines straight to the
+//! over UDP (sealed with a MAC when `relaySecret` is set) (and with `directStatsd` the DogStatsD lines straight to the
 //! agent); and whenever those fail, or in
 //! `log` mode, the fallback log line, so no record is ever dropped silently.
 
@@ -87,6 +87,7 @@ mod network {
     use tdp_core::binary;
     use tdp_core::config::Config;
     use tdp_core::dogstatsd::{self, Names, Packer, UDP_MAX_DATAGRAM};
+    use tdp_core::mac::MacKey;
     use tdp_core::network::{Dest, Link};
     use tdp_core::record::Record;
 
@@ -95,6 +96,7 @@ mod network {
         names: Names,
         statsd: Option<Link>,
         relay: Link,
+        key: Option<MacKey>,
     }
 
     impl Net {
@@ -112,6 +114,7 @@ mod network {
                 names: Names::new(dogstatsd::DEFAULT_PREFIX),
                 statsd,
                 relay: Link::new(Dest::Relay, config.relay_address),
+                key: config.relay_key.clone(),
             }
         }
 
@@ -129,11 +132,17 @@ mod network {
                 }
                 record.metrics_sent = all;
             }
-            match binary::encode_with(record, binary::FLAG_CHECKSUM) {
+            let key = self.key.as_ref();
+            let frame = match key {
+                Some(k) => binary::encode_sealed(record, binary::FLAG_CHECKSUM, k),
+                None => binary::encode_with(record, binary::FLAG_CHECKSUM),
+            };
+            match frame {
                 Ok(mut frame) => self
                     .relay
-                    .send(&mut self.sys, &mut frame, now, |f| {
-                        binary::set_flag(f, binary::FLAG_AFTER_STRAY_PROBE)
+                    .send(&mut self.sys, &mut frame, now, |f| match key {
+                        Some(k) => binary::set_flag_sealed(f, binary::FLAG_AFTER_STRAY_PROBE, k),
+                        None => binary::set_flag(f, binary::FLAG_AFTER_STRAY_PROBE),
                     })
                     .is_ok(),
                 Err(_) => false,

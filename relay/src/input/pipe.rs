@@ -1,7 +1,7 @@
 //! `--pipe`: the FIFO the plugin writes one binary frame per request to.
 //!
-//! The FIFO is created with mode 0666 when missing, so the user Traefik runs
-//! as can open it for writing; an existing FIFO keeps its owner and mode. It
+//! The FIFO's mode is set before (see `fifo_mode`: 0600, or 0620 with
+//! `--pipe-group`); created here only if it went missing meanwhile. It
 //! is opened read-write: the relay then never sees end-of-file when writers
 //! come and go, and a writer's non-blocking open always finds a reader while
 //! the relay lives. Records are read as fast as they come and dropped
@@ -20,7 +20,7 @@ use std::time::Duration;
 use tdp_core::binary::{BinaryError, decode_frame, resync};
 use tdp_core::record::Record;
 
-pub const FIFO_MODE: u32 = 0o666;
+pub const FIFO_MODE: u32 = super::fifo_mode::OWNER_ONLY;
 
 /// The pipe buffer asked for: room for ~3,000 records, so the reader can
 /// wait between reads (see [`COALESCE`]) without writers finding it full.
@@ -55,7 +55,7 @@ pub fn open(path: &Path) -> Result<File, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             sys::mkfifo(path, FIFO_MODE)
                 .map_err(|e| format!("--pipe: cannot create FIFO {}: {e}", path.display()))?;
-            info!("pipe: created FIFO {} (mode 0666)", path.display());
+            info!("pipe: created FIFO {} (mode 0600)", path.display());
         }
         Err(e) => return Err(format!("--pipe: {}: {e}", path.display())),
     }
@@ -256,7 +256,7 @@ mod tests {
         let mut f = open(&p).expect("created and opened");
         assert_eq!(
             std::fs::metadata(&p).expect("stat").permissions().mode() & 0o777,
-            0o666
+            0o600
         );
         // A writer opening non-blocking, as the guest does, succeeds.
         let mut w = OpenOptions::new().write(true).open(&p).expect("writer");

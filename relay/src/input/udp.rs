@@ -5,6 +5,13 @@
 //! (traefik#11629): a datagram may carry a sibling's bytes. Frames carry a
 //! CRC-32, so changed bytes are caught (`corrupted`), and a sibling's whole
 //! record sent twice is caught by its ids (`duplicated`).
+//!
+//! With `--udp-secret` only frames sealed with its key are read: a frame
+//! without a MAC (an old plugin, a plugin without `relaySecret`, a forger)
+//! or with another key's MAC is dropped and counted (`unauthenticated`),
+//! before its body is parsed. The checksum is checked first, so bytes the
+//! host race changed still count as `corrupted`. A genuine frame sent again
+//! is dropped as `duplicated` within the dedup window.
 
 use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
@@ -16,6 +23,7 @@ use std::net::UdpSocket;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tdp_core::binary;
+use tdp_core::mac::MacKey;
 
 /// Kernel receive buffer asked for, so bursts wait instead of being dropped.
 const RECV_BUFFER: usize = 4 * 1024 * 1024;
@@ -49,15 +57,22 @@ pub fn bind(addr: &str) -> Result<(UdpSocket, Duration), String> {
     Ok((sock, coalesce))
 }
 
-pub fn start(addr: &str, queue: Queue) -> Result<JoinHandle<()>, String> {
+pub fn start(addr: &str, queue: Queue, key: Option<MacKey>) -> Result<JoinHandle<()>, String> {
     let (sock, coalesce) = bind(addr)?;
     let shown = sock
         .local_addr()
         .map_or_else(|_| addr.to_owned(), |a| a.to_string());
-    info!("udp: listening on {shown}");
+    info!(
+        "udp: listening on {shown}{}",
+        if key.is_some() {
+            " (frames must carry the --udp-secret MAC)"
+        } else {
+            ""
+        }
+    );
     std::thread::Builder::new()
         .name("input-udp".into())
-        .spawn(move || run(&sock, &queue, &shown, coalesce))
+        .spawn(move || run(&sock, &queue, &shown, coalesce, key.as_ref()))
         .map_err(|e| format!("--udp: cannot start thread: {e}"))
 }
 
@@ -94,7 +109,7 @@ impl Dedup {
 /// Slots per `recvmmsg` call; [`MAX_BATCH`] datagrams at most per wake-up.
 const SLOTS: usize = 64;
 
-fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration) {
+fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration, key: Option<&MacKey>) {
     // One byte more than the largest frame, so a longer datagram shows as
     // cut (MSG_TRUNC) rather than as a frame that happens to fit.
     let mut datagrams = sys::Datagrams::new(SLOTS, binary::MAX_FRAME + 1);
@@ -133,7 +148,7 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration) {
                     // The guest's probes: nothing to read, nothing wrong.
                     continue;
                 } else {
-                    binary::decode_flags(bytes)
+                    binary::decode_verified(bytes, key)
                 };
                 match outcome {
                     Ok((r, flags)) if dedup.first((r.trace_id_high, r.trace_id, r.span_id)) => {
@@ -144,10 +159,14 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration) {
                     }
                     Ok(_) => Counters::add(&counters.duplicated, 1),
                     Err(e) => {
-                        if e == binary::BinaryError::Checksum {
-                            Counters::add(&counters.corrupted, 1);
-                        } else {
-                            queue.malformed(Source::Udp);
+                        match e {
+                            binary::BinaryError::Checksum => {
+                                Counters::add(&counters.corrupted, 1);
+                            }
+                            binary::BinaryError::MissingMac | binary::BinaryError::BadMac => {
+                                Counters::add(&counters.unauthenticated, 1);
+                            }
+                            _ => queue.malformed(Source::Udp),
                         }
                         if let Some(h) = throttle.allow() {
                             warn!(
@@ -197,13 +216,22 @@ mod tests {
         n: usize,
         send: impl FnOnce(&UdpSocket, std::net::SocketAddr),
     ) -> (Vec<tdp_core::record::Record>, Arc<Counters>) {
+        read_keyed(queue, n, None, send)
+    }
+
+    pub(super) fn read_keyed(
+        queue: usize,
+        n: usize,
+        key: Option<MacKey>,
+        send: impl FnOnce(&UdpSocket, std::net::SocketAddr),
+    ) -> (Vec<tdp_core::record::Record>, Arc<Counters>) {
         let (sock, _) = bind("127.0.0.1:0").expect("bind");
         let counters = Arc::new(Counters::default());
         let (q, rx) = Queue::new(queue, counters.clone());
         let tx = UdpSocket::bind("127.0.0.1:0").expect("client");
         send(&tx, sock.local_addr().expect("addr"));
         // The global stop flag is shared by all tests: the thread is left be.
-        std::thread::spawn(move || run(&sock, &q, "test", COALESCE));
+        std::thread::spawn(move || run(&sock, &q, "test", COALESCE, key.as_ref()));
         let mut got = Vec::new();
         while got.len() < n {
             let batch = rx.recv_timeout(Duration::from_secs(5)).expect("records");
@@ -275,5 +303,76 @@ mod tests {
         let s = counters.snapshot();
         assert_eq!(s.malformed[Source::Udp as usize], 0);
         assert_eq!(s.duplicated[Source::Udp as usize], 0);
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::input::tests::record;
+
+    fn key(c: char) -> MacKey {
+        MacKey::from_secret(&c.to_string().repeat(40)).expect("valid")
+    }
+
+    #[test]
+    fn with_a_secret_only_sealed_frames_pass() {
+        let k = key('k');
+        let (got, counters) = super::tests::read_keyed(10, 3, Some(k.clone()), |tx, addr| {
+            let sealed = |status: u16, span: u64, key: &MacKey| {
+                let mut r = record(status);
+                r.span_id = span;
+                binary::encode_sealed(&r, binary::FLAG_CHECKSUM, key).expect("frame")
+            };
+            tx.send_to(&sealed(200, 1, &k), addr).expect("send");
+            // Unkeyed, with and without a checksum.
+            let plain = binary::encode_with(&record(500), binary::FLAG_CHECKSUM).expect("frame");
+            tx.send_to(&plain, addr).expect("send");
+            tx.send_to(&binary::encode(&record(500)).expect("frame"), addr)
+                .expect("send");
+            // Another key.
+            tx.send_to(&sealed(500, 2, &key('x')), addr).expect("send");
+            // The MAC flag with 16 bytes of garbage and a right checksum.
+            let mut forged = plain[..plain.len() - 4].to_vec();
+            forged[3] |= binary::FLAG_MAC;
+            forged.extend_from_slice(&[7u8; 16]);
+            let crc = binary::crc32(&forged);
+            forged.extend_from_slice(&crc.to_le_bytes());
+            tx.send_to(&forged, addr).expect("send");
+            // A genuine frame replayed: a duplicate, not a second record.
+            let again = sealed(404, 3, &k);
+            tx.send_to(&again, addr).expect("send");
+            tx.send_to(&again, addr).expect("send");
+            // Garbage and a corrupted genuine frame keep their own counters.
+            tx.send_to(b"TD garbage", addr).expect("send");
+            let mut bad = sealed(201, 4, &k);
+            bad[12] ^= 0x40;
+            tx.send_to(&bad, addr).expect("send");
+            tx.send_to(&sealed(202, 5, &k), addr).expect("send");
+        });
+        let statuses: Vec<u16> = got.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![200, 404, 202]);
+        let s = counters.snapshot();
+        let u = Source::Udp as usize;
+        assert_eq!(s.unauthenticated[u], 4);
+        assert_eq!(s.duplicated[u], 1);
+        assert_eq!(s.corrupted[u], 1);
+        assert_eq!(s.malformed[u], 1);
+        assert_eq!(s.received[u], 3);
+    }
+
+    #[test]
+    fn without_a_secret_sealed_frames_are_read_too() {
+        let (got, counters) = super::tests::read_keyed(10, 2, None, |tx, addr| {
+            let sealed = binary::encode_sealed(&record(200), binary::FLAG_CHECKSUM, &key('k'))
+                .expect("frame");
+            tx.send_to(&sealed, addr).expect("send");
+            let mut r = record(503);
+            r.span_id += 1;
+            tx.send_to(&binary::encode(&r).expect("frame"), addr)
+                .expect("send");
+        });
+        assert_eq!(got.len(), 2);
+        assert_eq!(counters.snapshot().unauthenticated[Source::Udp as usize], 0);
     }
 }
