@@ -235,9 +235,12 @@ def test_relay_and_agent_stop_mid_run(tmp_path, traefik_factory) -> None:
     counters = p.relay.counters()
     print(f"mid-run stop: {len(accepted)} spans, {len(fallback)} fallback lines, {len(lost)} lost; "
           f"~{after} requests after the stop; relay {counters}")
-    # In flight at the stop: what the relay had not read yet, and the one datagram per socket sent
-    # before the first ICMP "port unreachable" told it nobody listens: at most one per connection.
-    assert len(lost) <= concurrency, (
+    # The relay reads what its socket holds before it closes it. Lost: the one datagram each instance
+    # sends before an ICMP "port unreachable" tells it nobody listens. Instances learn that one by
+    # one, and Traefik's sync.Pool replaces pooled instances at garbage collections (a new one knows
+    # nothing), so the bound is the instances alive after the stop: the concurrency, and as many
+    # again for replacements on a machine busy enough to collect often.
+    assert len(lost) <= 2 * concurrency, (
         f"{len(lost)} of ~{after} requests after the relay stopped ({len(lost) / max(after, 1):.0%}) are neither a "
         f"span nor a fallback line (e.g. {lost[:5]}): dropped silently")
 

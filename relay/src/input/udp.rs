@@ -116,10 +116,29 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration, key: Op
     let mut throttle = Throttle::new(Duration::from_secs(10));
     let mut dedup = Dedup::default();
     let counters = queue.counters().input(Source::Udp);
-    while !sys::stop_requested() {
-        match sys::wait_readable(sock, Duration::from_millis(200)) {
+    // Passes over the socket once asked to stop: senders that keep sending
+    // must not keep the relay from stopping.
+    let mut last_passes = 16;
+    loop {
+        // Asked to stop: what the kernel already holds is read before the
+        // socket closes; only what arrives after that is refused.
+        let stopping = sys::stop_requested();
+        if stopping {
+            if last_passes == 0 {
+                break;
+            }
+            last_passes -= 1;
+        }
+        let wait = if stopping {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(200)
+        };
+        match sys::wait_readable(sock, wait) {
             Ok(true) => {}
+            Ok(false) if stopping => break,
             Ok(false) => continue,
+            Err(_) if stopping => break,
             Err(e) => {
                 if let Some(h) = throttle.allow() {
                     error!("udp {shown}: poll: {e}{}", held(h));
@@ -184,7 +203,7 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration, key: Op
             }
         }
         queue.offer(Source::Udp, batch);
-        if drained && !coalesce.is_zero() {
+        if drained && !coalesce.is_zero() && !stopping {
             std::thread::sleep(coalesce);
         }
     }
