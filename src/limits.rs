@@ -31,7 +31,9 @@ pub const MAX_PROPAGATION_ERROR: usize = 64;
 pub const BODY_BUDGET: usize = MAX_FRAME - HEADER_LEN - CHECKSUM_LEN - crate::mac::MAC_LEN;
 
 /// Cuts `s` to at most `max` bytes at a char boundary, the last bytes being
-/// [`MARKER`]. True if it was cut.
+/// [`MARKER`]. True if it was cut. Kept out of line: it has a dozen
+/// callers in the guest, where each inlined copy costs module size.
+#[inline(never)]
 pub fn cut(s: &mut String, max: usize) -> bool {
     if s.len() <= max {
         return false;
