@@ -6,7 +6,7 @@
 //!
 //! - json: Traefik JSON-format log lines with the record in `message`
 //! - console: Traefik console-format lines, with ANSI colours
-//! - bare: the fallback line alone
+//! - bare: the fallback line alone (not where the plugin puts it: the relay passes it through)
 //! - frames: binary frames (one write per frame, so a FIFO gets them whole)
 //!
 //! `--interleave N` adds N foreign Traefik log lines after each record line.

@@ -126,7 +126,7 @@ def main() -> int:
         console = subprocess.run([gen, "--format", "console", "--count", "10", "--seed", "4"],
                                  check=True, capture_output=True).stdout
         foreign_extra = b"\xff\xfe not utf-8\n" + b"x" * 100_000 + b"\n"
-        broken = b'{"level":"info","message":"{\\"marker\\":\\"traefik-datadog\\",\\"schema\\":1,\\"cut'  + b'"}\n'
+        broken = b'{"level":"info","middlewareType":"wasm","message":"{\\"marker\\":\\"traefik-datadog\\",\\"schema\\":1,\\"cut'  + b'"}\n'
         assert relay.stdin is not None
         relay.stdin.write(json_lines + console + foreign_extra + broken)
         relay.stdin.flush()

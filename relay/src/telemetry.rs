@@ -36,7 +36,8 @@ pub struct Counters {
     pub agent_errors: AtomicU64,
     /// Spans dropped: oldest evicted by --max-buffered-spans.
     pub dropped_buffer_full: AtomicU64,
-    /// Spans dropped: the agent refused the payload (4xx) or kept failing (5xx).
+    /// Spans dropped: the agent refused the payload (4xx but 408/429), or
+    /// it kept failing (408, 429, 5xx, no answer) past the retry bounds.
     pub dropped_rejected: AtomicU64,
     /// Spans dropped: still held when --shutdown-timeout ran out.
     pub dropped_shutdown: AtomicU64,

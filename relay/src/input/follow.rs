@@ -624,6 +624,53 @@ mod tests {
         l.0
     }
 
+    /// Only the wasm middleware's own record lines are taken from the file:
+    /// forged records in access-log lines, short or over the line cap, are
+    /// neither records nor malformed.
+    #[test]
+    fn takes_records_only_from_the_plugins_lines() {
+        use crate::input::tests::record;
+        use crate::telemetry::Counters;
+        use std::sync::Arc;
+        use tdp_core::fallback;
+
+        let mut forged = record(500);
+        forged.service = "payments".into();
+        let forged = fallback::encode(&forged);
+        let genuine = serde_json::to_string(&fallback::encode(&record(200))).expect("json");
+        let d = Dir::new("forged");
+        append(
+            &d.log(),
+            &format!(
+                "10.0.0.9 - - [25/Nov/2026:14:49:52 +0000] \"GET / HTTP/1.1\" 200 2 \"-\" \"{}\" 7 \"web@file\" \"http://b\" 1ms\n\
+                 {{\"request_User-Agent\":{},\"level\":\"info\",\"msg\":\"\"}}\n\
+                 10.0.0.9 - - [x] \"GET /{forged}{} HTTP/1.1\" 200\n\
+                 {{\"level\":\"info\",\"middlewareType\":\"wasm\",\"routerName\":\"r@file\",\"message\":{genuine}}}\n",
+                forged.replace('"', "\\\""),
+                serde_json::to_string(&forged).expect("json"),
+                "x".repeat(2000),
+            ),
+        );
+        let counters = Arc::new(Counters::default());
+        let (queue, _rx) = Queue::new(10, counters.clone());
+        let mut sink = Collect {
+            queue: &queue,
+            records: Vec::new(),
+            long_ours: false,
+            throttle: Throttle::new(Duration::from_secs(10)),
+        };
+        let mut f = Follower::new(&d.log(), 1024, FollowFrom::Beginning, None);
+        for _ in 0..100 {
+            if f.poll(&mut sink).expect("poll") == Poll::Idle {
+                break;
+            }
+        }
+        assert_eq!(sink.records.len(), 1);
+        assert_eq!(sink.records[0].record, record(200));
+        assert_eq!(sink.records[0].host.router_name, "r@file");
+        assert_eq!(counters.snapshot().malformed[Source::Follow as usize], 0);
+    }
+
     #[test]
     fn waits_for_the_file_and_for_whole_lines() {
         let d = Dir::new("wait");

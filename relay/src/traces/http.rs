@@ -24,6 +24,8 @@ pub struct Response {
 /// Why an attempt got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpError {
+    /// The client could not be built (no agent contacted yet).
+    Setup(String),
     /// Could not connect (agent down, wrong address or socket path).
     Connect(String),
     /// No status line and headers within the attempt's deadline.
@@ -35,6 +37,7 @@ pub enum HttpError {
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Setup(e) => write!(f, "cannot build the HTTP client: {e}"),
             Self::Connect(e) => write!(f, "cannot connect: {e}"),
             Self::Timeout => f.write_str("timed out waiting for the agent"),
             Self::Exchange(e) => write!(f, "exchange failed: {e}"),
@@ -83,7 +86,7 @@ impl Client {
                 "http://localhost".to_owned(),
             ),
         };
-        let http = builder.build().map_err(|e| HttpError::Connect(chain(&e)))?;
+        let http = builder.build().map_err(|e| HttpError::Setup(chain(&e)))?;
         Ok(Self { http, base })
     }
 }
