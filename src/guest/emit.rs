@@ -1,15 +1,18 @@
-//! Where records leave the guest. `pipe`/`auto`: the FIFO when it works;
+//! Where records leave the guest. `pipe`/`auto`: the FIFO when it works,
+//! else the spool file beside it (drained by the relay);
 //! `network` (the plugin-net.wasm build): a checksummed frame to the relay
 //! over UDP (and with `directStatsd` the DogStatsD lines straight to the
 //! agent); and whenever those fail, or in
 //! `log` mode, the fallback log line, so no record is ever dropped silently.
 
 use super::pipe::WasiPipe;
+use super::spool::WasiSpool;
 use http_wasm_guest::host::log;
 use tdp_core::binary;
 use tdp_core::config::{Config, ConfigError, Mode};
 use tdp_core::fallback;
 use tdp_core::record::Record;
+use tdp_core::spool::{self, LineLevel, Spool};
 use tdp_core::transport::Pipe;
 
 const LEVEL_INFO: i32 = 0;
@@ -17,7 +20,9 @@ const LEVEL_WARN: i32 = 1;
 const LEVEL_ERROR: i32 = 2;
 
 pub struct Emitter {
+    mode: Mode,
     pipe: Option<Pipe<WasiPipe>>,
+    spool: Spool<WasiSpool>,
     #[cfg(feature = "network")]
     net: Option<network::Net>,
 }
@@ -33,7 +38,9 @@ impl Emitter {
             Mode::Network | Mode::Log => None,
         };
         Self {
+            mode: config.mode,
             pipe,
+            spool: Spool::new(WasiSpool, &config.pipe_path),
             #[cfg(feature = "network")]
             net: matches!(config.mode, Mode::Auto | Mode::Network)
                 .then(|| network::Net::new(config)),
@@ -43,10 +50,15 @@ impl Emitter {
     /// `now_ns`: the request's end, read just before; a clock read is a
     /// host call, and the transports only need it for their retry windows.
     pub fn record(&mut self, record: &mut Record, now_ns: i64) {
+        let mut spooled = None;
         if let Some(pipe) = self.pipe.as_mut() {
             if let Ok(frame) = binary::encode(record) {
                 if pipe.send(&frame, now_ns).is_ok() {
                     return;
+                }
+                match self.spool.append(&frame, now_ns) {
+                    Ok(()) => return,
+                    Err(e) => spooled = Some(e),
                 }
             }
         }
@@ -56,7 +68,11 @@ impl Emitter {
                 return;
             }
         }
-        log::write(LEVEL_INFO, fallback::encode(record).as_bytes());
+        let level = match spool::line_level(self.mode, spooled) {
+            LineLevel::Info => LEVEL_INFO,
+            LineLevel::Error => LEVEL_ERROR,
+        };
+        log::write(level, fallback::encode(record).as_bytes());
     }
 }
 

@@ -6,6 +6,7 @@ mod emit;
 #[cfg(feature = "network")]
 mod net;
 mod pipe;
+mod spool;
 
 use http_wasm_guest::host::{Request, Response, admin, feature};
 use http_wasm_guest::{Guest, register as register_guest};
