@@ -5,6 +5,7 @@
 pub mod follow;
 pub mod lines;
 pub mod pipe;
+pub mod spool;
 pub mod stdin;
 pub mod udp;
 
