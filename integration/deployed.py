@@ -23,8 +23,8 @@ def deployed_relay(tmp: Path, agent: TestAgent, statsd: StatsdListener) -> Relay
     return Relay(tmp / "relay", relay_args(agent, statsd, "--pipe", str(tmp / "run" / FIFO_NAME)))
 
 
-def start_traefik(tmp: Path, traefik_factory: Callable[..., Traefik]) -> Traefik:
-    conf = {**DD_CONFIG, "mode": "pipe", "pipePath": f"{GUEST_DIR}/{FIFO_NAME}"}
+def start_traefik(tmp: Path, traefik_factory: Callable[..., Traefik], plugin: dict[str, Any] | None = None) -> Traefik:
+    conf = {**DD_CONFIG, "mode": "pipe", "pipePath": f"{GUEST_DIR}/{FIFO_NAME}", **(plugin or {})}
     return traefik_factory(middlewares={"dd": conf}, routes=[Route("web", ["dd"])],
                            mounts=[f"{tmp / 'run'}:{GUEST_DIR}"], log_level=None)
 

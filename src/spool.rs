@@ -26,7 +26,11 @@ pub const SUFFIX: &str = ".spool";
 /// The spool stops growing here: about 200,000 records of 300 bytes, a
 /// minute of a busy Traefik with the relay away. On a memory-backed
 /// `emptyDir` it counts against the pod's memory.
+/// Set with the middleware's `spoolMaxBytes` (0 turns the spool off).
 pub const MAX_BYTES: u64 = 64 << 20;
+
+/// The largest `spoolMaxBytes` accepted.
+pub const LIMIT_BYTES: u64 = 1 << 30;
 
 /// The spool path for a FIFO path.
 pub fn path_for(pipe_path: &str) -> String {
@@ -46,6 +50,8 @@ pub trait SpoolSys {
 /// Why a frame did not go into the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolError {
+    /// `spoolMaxBytes: 0`.
+    Off,
     /// The spool could not be opened (no mount, read-only, ...); errno.
     Unavailable(i32),
     /// Waiting out [`RETRY_NS`] after the spool could not be opened.
@@ -60,8 +66,9 @@ impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unavailable(e) => write!(f, "spool cannot be opened (errno {e})"),
+            Self::Off => f.write_str("spool turned off (spoolMaxBytes 0)"),
             Self::Waiting => f.write_str("spool unavailable, retrying later"),
-            Self::Full => write!(f, "spool holds {MAX_BYTES} bytes, the relay is not draining it"),
+            Self::Full => f.write_str("spool is at spoolMaxBytes, the relay is not draining it"),
             Self::Write(0) => f.write_str("spool write was short (disk full?)"),
             Self::Write(e) => write!(f, "spool write failed (errno {e})"),
         }
@@ -85,10 +92,6 @@ pub struct Spool<S: SpoolSys> {
 }
 
 impl<S: SpoolSys> Spool<S> {
-    pub fn new(sys: S, pipe_path: &str) -> Self {
-        Self::with_limit(sys, pipe_path, MAX_BYTES)
-    }
-
     pub fn with_limit(sys: S, pipe_path: &str, max_bytes: u64) -> Self {
         Self {
             sys,
@@ -112,6 +115,9 @@ impl<S: SpoolSys> Spool<S> {
     }
 
     fn try_append(&mut self, frame: &[u8], now_ns: i64) -> Result<(), SpoolError> {
+        if self.max_bytes == 0 {
+            return Err(SpoolError::Off);
+        }
         if now_ns < self.retry_at_ns {
             return Err(SpoolError::Waiting);
         }
@@ -209,7 +215,7 @@ mod tests {
 
     #[test]
     fn appends_each_frame_with_its_own_open_and_close() {
-        let mut s = Spool::new(Fake::default(), "/run/dd/x.fifo");
+        let mut s = Spool::with_limit(Fake::default(), "/run/dd/x.fifo", MAX_BYTES);
         assert_eq!(s.append(b"abc", 0), Ok(()));
         assert_eq!(s.append(b"de", 1), Ok(()));
         assert_eq!(s.sys.file, b"abcde");
@@ -244,12 +250,19 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_limit_turns_the_spool_off() {
+        let mut s = Spool::with_limit(Fake::default(), "/p", 0);
+        assert_eq!(s.append(b"a", 0), Err(SpoolError::Off));
+        assert!(s.sys.opened.is_empty());
+    }
+
+    #[test]
     fn no_mount_waits_before_trying_again() {
         let fake = Fake {
             open_errors: VecDeque::from([76]),
             ..Fake::default()
         };
-        let mut s = Spool::new(fake, "/p");
+        let mut s = Spool::with_limit(fake, "/p", MAX_BYTES);
         assert_eq!(s.append(b"a", 10), Err(SpoolError::Unavailable(76)));
         assert_eq!(s.append(b"a", 10 + RETRY_NS - 1), Err(SpoolError::Waiting));
         assert_eq!(s.sys.opened.len(), 1, "no open while waiting");
@@ -263,7 +276,7 @@ mod tests {
             write_answers: VecDeque::from([Err(28), Ok(1)]),
             ..Fake::default()
         };
-        let mut s = Spool::new(fake, "/p");
+        let mut s = Spool::with_limit(fake, "/p", MAX_BYTES);
         assert_eq!(s.append(b"abc", 0), Err(SpoolError::Write(28)));
         assert_eq!(s.append(b"abc", 0), Err(SpoolError::Write(0)));
         assert_eq!(s.append(b"xy", 0), Ok(()), "no waiting after a write error");
@@ -292,10 +305,32 @@ mod tests {
     }
 
     #[test]
+    fn spool_max_bytes_is_a_whole_number_of_bytes() {
+        use crate::config::Config;
+        let limit = |json: &str| Config::from_json(json.as_bytes()).map(|c| c.spool_max_bytes);
+        assert_eq!(limit("{}"), Ok(MAX_BYTES));
+        assert_eq!(limit(r#"{"spoolMaxBytes":0}"#), Ok(0));
+        assert_eq!(limit(r#"{"spoolMaxBytes":"4096"}"#), Ok(4096));
+        assert_eq!(limit(r#"{"spoolMaxBytes":1073741824}"#), Ok(LIMIT_BYTES));
+        for bad in ["-1", "1.5", "1073741825", "\"lots\""] {
+            let e = Config::from_json(format!(r#"{{"spoolMaxBytes":{bad}}}"#).as_bytes())
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("spoolMaxBytes"), "{e}");
+        }
+        assert_eq!(
+            Config::from_json(br#"{"spoolMaxBytes":-1}"#)
+                .expect_err("negative")
+                .to_string(),
+            "key \"spoolMaxBytes\": -1 is not a whole number of bytes in 0..=1073741824"
+        );
+    }
+
+    #[test]
     fn errors_explain_themselves() {
         assert_eq!(
             SpoolError::Full.to_string(),
-            "spool holds 67108864 bytes, the relay is not draining it"
+            "spool is at spoolMaxBytes, the relay is not draining it"
         );
         assert_eq!(
             SpoolError::Write(0).to_string(),

@@ -40,7 +40,7 @@ impl Emitter {
         Self {
             mode: config.mode,
             pipe,
-            spool: Spool::new(WasiSpool, &config.pipe_path),
+            spool: Spool::with_limit(WasiSpool, &config.pipe_path, config.spool_max_bytes),
             #[cfg(feature = "network")]
             net: matches!(config.mode, Mode::Auto | Mode::Network)
                 .then(|| network::Net::new(config)),
