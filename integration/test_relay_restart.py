@@ -92,9 +92,10 @@ def test_relay_restart_loses_and_duplicates_nothing(tmp_path, traefik_factory) -
         assert delivered + fell_back == N
         assert fell_back > 0
 
-        # Fallback lines only while the relay was away: none before the stop, none for requests
-        # that started more than the retry interval after the restart (plus 0.5 s for the restart).
-        early = [k for k, (r,) in lines.items() if int(r.data["start_ns"]) < stop_wall]
+        # Fallback lines only while the relay was away: none for a request that ended (its record
+        # written) before the stop, none for requests that started more than the retry interval
+        # after the restart (plus 0.5 s for the restart).
+        early = [k for k, (r,) in lines.items() if int(r.data["start_ns"]) + int(r.data["Duration"]) < stop_wall]
         late = [k for k, (r,) in lines.items() if int(r.data["start_ns"]) > restart_wall + (RETRY_S + 0.5) * 1e9]
         assert early == [], f"fell back before the relay stopped: {early[:5]}"
         assert late == [], f"still falling back {RETRY_S + 0.5}s after the restart: {len(late)}, e.g. {late[:5]}"

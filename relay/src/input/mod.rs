@@ -81,6 +81,12 @@ impl Queue {
         &self.counters
     }
 
+    /// More than half the queue is taken: an input whose source keeps what
+    /// it has not handed on (a file) waits, leaving the room to the pipe.
+    pub fn half_full(&self) -> bool {
+        self.counters.queue_depth.load(Relaxed) > self.capacity as u64 / 2
+    }
+
     pub fn malformed(&self, source: Source) {
         Counters::add(&self.counters.input(source).malformed, 1);
     }

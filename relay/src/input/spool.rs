@@ -17,8 +17,8 @@ use super::pipe::FrameReader;
 use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
 use crate::sys;
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -212,7 +212,8 @@ impl Drainer {
     /// Renames a non-empty live spool away to drain it.
     fn take_live(&mut self) {
         let live = self.dir.join(&self.spool_name);
-        match std::fs::metadata(&live) {
+        // Not through a symlink: the directory is shared.
+        match std::fs::symlink_metadata(&live) {
             Ok(m) if m.is_file() && m.len() > 0 => {}
             Ok(m) if !m.is_file() => {
                 if let Some(h) = self.throttle.allow() {
@@ -252,7 +253,11 @@ impl Drainer {
             offset: self.files[i].saved,
             ..self.files[i].name
         });
-        let mut file = match File::open(&path) {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        let mut file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
             Err(e) => {
@@ -303,7 +308,12 @@ impl Drainer {
             }
             d.records += batch.len() as u64;
             d.read += n as u64;
-            // The file keeps what the queue has no room for yet.
+            // The file keeps what the queue has no room for yet; the FIFO
+            // does not (its reader drops what does not fit), so it gets
+            // the second half of the queue to itself.
+            while queue.half_full() && !sys::stop_requested() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
             if !queue.push_wait(Source::Pipe, batch, &sys::stop_requested) {
                 d.hold_offset = true;
                 break;

@@ -173,3 +173,30 @@ fn a_new_relay_resumes_where_the_name_says_and_counts_a_cut_tail() {
     assert_eq!(counters.snapshot().malformed[0], 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_spool_leaves_half_the_queue_to_the_fifo() {
+    let counters = Arc::new(Counters::default());
+    let (q, _rx) = Queue::new(4, counters);
+    assert!(!q.half_full());
+    q.offer(Source::Pipe, vec![Envelope::bare(record(200)); 2]);
+    assert!(!q.half_full());
+    q.offer(Source::Pipe, vec![Envelope::bare(record(200))]);
+    assert!(q.half_full());
+}
+
+#[test]
+fn a_symlinked_spool_is_left_alone() {
+    let dir = temp_dir("symlink");
+    let elsewhere = dir.join("elsewhere");
+    append(&elsewhere, &frame(200));
+    std::os::unix::fs::symlink(&elsewhere, dir.join("x.fifo.spool")).expect("symlink");
+    let mut d = drainer(&dir);
+    d.take_live();
+    assert!(d.files.is_empty());
+    assert_eq!(
+        names(&dir),
+        vec!["elsewhere".to_owned(), "x.fifo.spool".to_owned()]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
