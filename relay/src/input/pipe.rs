@@ -6,7 +6,7 @@
 //! come and go, and a writer's non-blocking open always finds a reader while
 //! the relay lives. Records are read as fast as they come and dropped
 //! (counted) when the queue is full: a full pipe would push the plugin onto
-//! its log-line fallback, which is slower for Traefik.
+//! its spool (see `spool.rs`), which costs Traefik more per request.
 
 use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
