@@ -44,7 +44,7 @@ def test_traefik_restart_under_load_keeps_one_span_per_answered_request(tmp_path
         print(f"\nspans={len(spans)}; answered {len(answered)} of {N}, failed at the client {len(failed)}, "
               f"404 before the routers {len(unrouted)}; "
               f"traefik stopped in {stopped_in:.1f}s, back after {down_for:.1f}s; relay {counters}")
-        assert failed, "Traefik's restart went unnoticed: the test proves nothing"
+        assert failed or unrouted, "Traefik's restart went unnoticed: the test proves nothing"
         assert_exact(p, spans, answered, failed)
         assert spans.keys() & unrouted == set()
         assert rc == 0
