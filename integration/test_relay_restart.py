@@ -1,7 +1,8 @@
-"""The relay is stopped (SIGTERM) for 10 s and restarted while Traefik serves a paced load in pipe mode.
+"""The relay is stopped (SIGTERM) for 10 s and restarted while Traefik serves a paced load in pipe mode,
+with the spool turned off (`spoolMaxBytes: 0`; test_deployed_relay_restart.py has it on).
 
-The plugin writes each record as one frame to the FIFO; with no reader it writes the record as a
-fallback line through Traefik's log instead and tries the FIFO again every 3 s. So every request
+The plugin writes each record as one frame to the FIFO; with no reader (and no spool) it writes the
+record as a fallback line through Traefik's log instead and tries the FIFO again every 3 s. So every request
 must end up exactly once: as one span at the agent (through the relay) or as one fallback line in
 Traefik's output, never both, never neither; and the pipe is used again within 3 s of the restart.
 Clients never see an error.
@@ -38,7 +39,7 @@ def accounted(p: Pipeline) -> tuple[dict[str, list[dict[str, Any]]], dict[str, l
 
 
 def test_relay_restart_loses_and_duplicates_nothing(tmp_path, traefik_factory) -> None:
-    p = start_pipe_pipeline(tmp_path, traefik_factory)
+    p = start_pipe_pipeline(tmp_path, traefik_factory, plugin={"spoolMaxBytes": 0})
     try:
         planned = load.plan(N)
         want = {r.path for r in planned}
@@ -91,9 +92,10 @@ def test_relay_restart_loses_and_duplicates_nothing(tmp_path, traefik_factory) -
         assert delivered + fell_back == N
         assert fell_back > 0
 
-        # Fallback lines only while the relay was away: none before the stop, none for requests
-        # that started more than the retry interval after the restart (plus 0.5 s for the restart).
-        early = [k for k, (r,) in lines.items() if int(r.data["start_ns"]) < stop_wall]
+        # Fallback lines only while the relay was away: none for a request that ended (its record
+        # written) before the stop, none for requests that started more than the retry interval
+        # after the restart (plus 0.5 s for the restart).
+        early = [k for k, (r,) in lines.items() if int(r.data["start_ns"]) + int(r.data["Duration"]) < stop_wall]
         late = [k for k, (r,) in lines.items() if int(r.data["start_ns"]) > restart_wall + (RETRY_S + 0.5) * 1e9]
         assert early == [], f"fell back before the relay stopped: {early[:5]}"
         assert late == [], f"still falling back {RETRY_S + 0.5}s after the restart: {len(late)}, e.g. {late[:5]}"

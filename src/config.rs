@@ -43,6 +43,8 @@ pub struct Config {
     pub error_statuses: StatusSet,
     pub mode: Mode,
     pub pipe_path: String,
+    /// The spool beside the FIFO stops growing here; 0: no spool.
+    pub spool_max_bytes: u64,
     pub agent_host: String,
     pub statsd_port: u16,
     pub relay_address: SocketAddr,
@@ -82,6 +84,7 @@ impl Default for Config {
             error_statuses: StatusSet::server_errors(),
             mode: Mode::Auto,
             pipe_path: DEFAULT_PIPE_PATH.to_owned(),
+            spool_max_bytes: crate::spool::MAX_BYTES,
             agent_host: "127.0.0.1".to_owned(),
             statsd_port: 8125,
             relay_address: SocketAddr::from(([127, 0, 0, 1], 8127)),
@@ -116,6 +119,7 @@ pub const KEYS: &[&str] = &[
     "errorStatuses",
     "mode",
     "pipePath",
+    "spoolMaxBytes",
     "agentHost",
     "statsdPort",
     "relayAddress",
@@ -243,6 +247,16 @@ impl Config {
                     ));
                 }
                 self.pipe_path = p;
+            }
+            "spoolMaxBytes" => {
+                let n = number(v)?;
+                if !(0.0..=crate::spool::LIMIT_BYTES as f64).contains(&n) || n.fract() != 0.0 {
+                    return Err(format!(
+                        "{n} is not a whole number of bytes in 0..={}",
+                        crate::spool::LIMIT_BYTES
+                    ));
+                }
+                self.spool_max_bytes = n as u64;
             }
             "agentHost" => self.agent_host = non_empty(v)?.trim().to_owned(),
             "statsdPort" => self.statsd_port = port(v)?,

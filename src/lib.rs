@@ -20,6 +20,7 @@ pub mod record;
 pub mod request;
 pub mod sampling;
 pub mod span;
+pub mod spool;
 pub mod status;
 pub mod text;
 pub mod time;

@@ -1,16 +1,20 @@
-//! Where records leave the guest. `pipe`/`auto`: the FIFO when it works;
+//! Where records leave the guest. `pipe`/`auto`: the FIFO when it works,
+//! else the spool file beside it (drained by the relay);
 //! `network` (the plugin-net.wasm build): a checksummed frame to the relay
-//! over UDP (sealed with a MAC when `relaySecret` is set) (and with `directStatsd` the DogStatsD lines straight to the
+//! over UDP, sealed with a MAC when `relaySecret` is set (and with
+//! `directStatsd` the DogStatsD lines straight to the
 //! agent); and whenever those fail, or in
 //! `log` mode, the fallback log line, so no record is ever dropped silently.
 
 use super::pipe::WasiPipe;
+use super::spool::WasiSpool;
 use http_wasm_guest::host::log;
 use tdp_core::binary;
 use tdp_core::config::{Config, ConfigError, Mode};
 use tdp_core::fallback;
 use tdp_core::limits;
 use tdp_core::record::Record;
+use tdp_core::spool::{self, LineLevel, Spool};
 use tdp_core::transport::Pipe;
 
 const LEVEL_INFO: i32 = 0;
@@ -18,7 +22,9 @@ const LEVEL_WARN: i32 = 1;
 const LEVEL_ERROR: i32 = 2;
 
 pub struct Emitter {
+    mode: Mode,
     pipe: Option<Pipe<WasiPipe>>,
+    spool: Spool<WasiSpool>,
     #[cfg(feature = "network")]
     net: Option<network::Net>,
 }
@@ -34,7 +40,9 @@ impl Emitter {
             Mode::Network | Mode::Log => None,
         };
         Self {
+            mode: config.mode,
             pipe,
+            spool: Spool::with_limit(WasiSpool, &config.pipe_path, config.spool_max_bytes),
             #[cfg(feature = "network")]
             net: matches!(config.mode, Mode::Auto | Mode::Network)
                 .then(|| network::Net::new(config)),
@@ -46,10 +54,15 @@ impl Emitter {
     pub fn record(&mut self, record: &mut Record, now_ns: i64) {
         // Whatever the request carried, the record now fits one frame.
         limits::fit(record);
+        let mut spooled = None;
         if let Some(pipe) = self.pipe.as_mut() {
             if let Ok(frame) = binary::encode(record) {
                 if pipe.send(&frame, now_ns).is_ok() {
                     return;
+                }
+                match self.spool.append(&frame, now_ns) {
+                    Ok(()) => return,
+                    Err(e) => spooled = Some(e),
                 }
             }
         }
@@ -59,7 +72,11 @@ impl Emitter {
                 return;
             }
         }
-        log::write(LEVEL_INFO, fallback::encode(record).as_bytes());
+        let level = match spool::line_level(self.mode, spooled) {
+            LineLevel::Info => LEVEL_INFO,
+            LineLevel::Error => LEVEL_ERROR,
+        };
+        log::write(level, fallback::encode(record).as_bytes());
     }
 }
 

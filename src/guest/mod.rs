@@ -7,6 +7,7 @@ mod host;
 #[cfg(feature = "network")]
 mod net;
 mod pipe;
+mod spool;
 mod watch;
 
 use host::{Names, WHOLE};

@@ -6,6 +6,7 @@ pub mod fifo_mode;
 pub mod follow;
 pub mod lines;
 pub mod pipe;
+pub mod spool;
 pub mod stdin;
 pub mod traefik_line;
 pub mod udp;
@@ -92,6 +93,12 @@ impl Queue {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// More than half the queue is taken: an input whose source keeps what
+    /// it has not handed on (a file) waits, leaving the room to the pipe.
+    pub fn half_full(&self) -> bool {
+        self.counters.queue_depth.load(Relaxed) > self.capacity as u64 / 2
     }
 
     pub fn malformed(&self, source: Source) {

@@ -6,7 +6,7 @@
 //! come and go, and a writer's non-blocking open always finds a reader while
 //! the relay lives. Records are read as fast as they come and dropped
 //! (counted) when the queue is full: a full pipe would push the plugin onto
-//! its log-line fallback, which is slower for Traefik.
+//! its spool (see `spool.rs`), which costs Traefik more per request.
 
 use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
@@ -66,8 +66,10 @@ pub fn open(path: &Path) -> Result<File, String> {
         .map_err(|e| format!("--pipe: cannot open {}: {e}", path.display()))
 }
 
+/// Starts the FIFO reader and, beside it, the spool's drainer.
 pub fn start(path: &Path, queue: Queue) -> Result<JoinHandle<()>, String> {
     let file = open(path)?;
+    super::spool::start(path, queue.clone())?;
     let granted = match sys::set_pipe_size(&file, PIPE_BYTES) {
         Ok(n) => n,
         Err(e) => {
@@ -137,6 +139,9 @@ fn run(mut file: File, queue: &Queue, shown: &str, coalesce: Duration) {
             }
         }
     }
+    // Closed at once: from here writers get EPIPE and spool their frames;
+    // a frame written between the last read and this close is lost.
+    drop(file);
     info!("pipe {shown}: stopped");
 }
 
@@ -182,7 +187,7 @@ impl FrameReader {
         self.pending.drain(..off.min(self.pending.len()));
     }
 
-    #[cfg(test)]
+    /// Bytes held back as the start of an incomplete frame.
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
