@@ -9,6 +9,7 @@
 
 use crate::header_tags::HeaderTag;
 use crate::propagation::Style;
+use crate::sampling_rules::SamplingRule;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -50,7 +51,10 @@ pub struct Config {
     /// race (traefik#11629) delivers cut lines and sibling's lines there,
     /// while the relay's metrics come from checksummed frames.
     pub direct_statsd: bool,
-    pub sample_rate: f64,
+    /// The catch-all sampling rule; `None`: follow the agent's rates.
+    pub sample_rate: Option<f64>,
+    /// Rates by host, path prefix and method, before `sample_rate`.
+    pub sampling_rules: Vec<SamplingRule>,
     /// Path prefixes never buffered (large downloads, long polls).
     pub unbuffered_paths: Vec<String>,
     /// Hosts never buffered.
@@ -84,7 +88,8 @@ impl Default for Config {
             statsd_port: 8125,
             relay_address: SocketAddr::from(([127, 0, 0, 1], 8127)),
             direct_statsd: false,
-            sample_rate: 1.0,
+            sample_rate: None,
+            sampling_rules: Vec::new(),
             unbuffered_paths: Vec::new(),
             unbuffered_hosts: Vec::new(),
             propagation_extract: Style::DEFAULT.to_vec(),
@@ -119,6 +124,7 @@ pub const KEYS: &[&str] = &[
     "relayAddress",
     "directStatsd",
     "sampleRate",
+    "samplingRules",
     "unbufferedPaths",
     "unbufferedHosts",
     "propagationStyleExtract",
@@ -254,8 +260,9 @@ impl Config {
                 if !(0.0..=1.0).contains(&r) {
                     return Err(format!("{r} is outside 0..1"));
                 }
-                self.sample_rate = r;
+                self.sample_rate = Some(r);
             }
+            "samplingRules" => self.sampling_rules = crate::sampling_rules::parse(v)?,
             "unbufferedPaths" => {
                 let paths = list(v)?;
                 if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
@@ -295,7 +302,7 @@ fn one(key: &str, problem: &str) -> ConfigError {
     }
 }
 
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".to_owned(),
         Value::Bool(_) => format!("boolean {v}"),
@@ -307,7 +314,7 @@ fn describe(v: &Value) -> String {
 }
 
 /// Strings, and scalars that YAML may have typed (`version: 1.2`).
-fn string(v: &Value) -> Result<String, String> {
+pub(crate) fn string(v: &Value) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
@@ -325,7 +332,7 @@ fn non_empty(v: &Value) -> Result<String, String> {
     }
 }
 
-fn number(v: &Value) -> Result<f64, String> {
+pub(crate) fn number(v: &Value) -> Result<f64, String> {
     let n = match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -462,16 +469,29 @@ mod tests {
         assert_eq!(c.agent_host, "10.0.0.2");
         assert_eq!(c.statsd_port, 9125);
         assert_eq!(c.relay_address, "10.0.0.3:9000".parse().expect("addr"));
-        assert_eq!(c.sample_rate, 0.25);
+        assert_eq!(c.sample_rate, Some(0.25));
         assert_eq!(c.unbuffered_paths, vec!["/download", "/events"]);
         assert_eq!(c.unbuffered_hosts, vec!["big.example"]);
+    }
+
+    #[test]
+    fn sampling_rules_key() {
+        assert_eq!(Config::default().sample_rate, None);
+        let c =
+            parse(r#"{"samplingRules":[{"host":"a.example","sampleRate":"0.5"}]}"#).expect("valid");
+        assert_eq!(c.sampling_rules.len(), 1);
+        assert_eq!(c.sampling_rules[0].rate, 0.5);
+        assert_eq!(
+            err(r#"{"samplingRules":[{"host":"a.example"}]}"#),
+            "key \"samplingRules\": rule 1: \"sampleRate\" is missing"
+        );
     }
 
     #[test]
     fn strings_accepted_for_numbers_as_crd_providers_send_them() {
         let c = parse(r#"{"statsdPort":"8126","sampleRate":"0.5","version":1.5}"#).expect("valid");
         assert_eq!(c.statsd_port, 8126);
-        assert_eq!(c.sample_rate, 0.5);
+        assert_eq!(c.sample_rate, Some(0.5));
         assert_eq!(c.version, "1.5");
     }
 

@@ -17,6 +17,8 @@ mod pipeline;
 #[cfg(unix)]
 mod publish;
 #[cfg(unix)]
+mod rates_file;
+#[cfg(unix)]
 mod settings;
 #[cfg(unix)]
 mod statsd;
@@ -116,6 +118,10 @@ fn run(s: settings::Settings) -> Result<(), String> {
             buffer: buffer.clone(),
             counters: counters.clone(),
             rates: rates.clone(),
+            rates_file: rates_file::RatesFile::new(rates_file::dir(
+                s.publish_dir.as_deref(),
+                s.pipe.as_deref(),
+            )),
             request_timeout: s.request_timeout,
         }
         .spawn()

@@ -64,6 +64,8 @@ pub struct Defaults {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub pipe: Option<PathBuf>,
+    /// Where the agent's sampling rates are published for the plugin.
+    pub publish_dir: Option<PathBuf>,
     pub stdin: bool,
     pub follow: Option<PathBuf>,
     pub state: Option<PathBuf>,
@@ -99,6 +101,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             pipe: None,
+            publish_dir: None,
             stdin: false,
             follow: None,
             state: None,
@@ -165,6 +168,11 @@ INPUTS (at least one; any combination, each read by its own thread):
                             keeps its mode. It is opened read-write, so the
                             relay never sees end-of-file and writers never fail
                             while the relay runs.
+    --publish-dir DIR       Where the agent's sampling rates are published for
+                            the plugin (traefik-datadog.rates, replaced
+                            atomically on each new answer): the directory the
+                            plugin has mounted. Default: the directory of
+                            --pipe; without --pipe, none.
     --stdin                 Read Traefik's log output on stdin. Lines holding a
                             plugin record (console or JSON log format) are
                             consumed; every other line is copied to stdout
@@ -286,6 +294,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             "-V" | "--version" => return Ok(Command::Version),
             "--check-plugin-config" => return Ok(Command::CheckPluginConfig(value()?)),
             "--pipe" => s.pipe = Some(path(flag, &value()?)?),
+            "--publish-dir" => s.publish_dir = Some(path(flag, &value()?)?),
             "--stdin" => {
                 no_value(&inline)?;
                 s.stdin = true;
@@ -616,6 +625,8 @@ mod tests {
         let s = run(
             &[
                 "--pipe=/run/dd/x.fifo",
+                "--publish-dir",
+                "/run/dd/pub",
                 "--stdin",
                 "--follow",
                 "/var/log/traefik.log",
@@ -669,6 +680,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(s.pipe, Some(PathBuf::from("/run/dd/x.fifo")));
+        assert_eq!(s.publish_dir, Some(PathBuf::from("/run/dd/pub")));
         assert!(s.stdin && s.echo_records);
         assert_eq!(s.follow, Some(PathBuf::from("/var/log/traefik.log")));
         assert_eq!(

@@ -6,6 +6,7 @@ mod emit;
 #[cfg(feature = "network")]
 mod net;
 mod pipe;
+mod rates;
 mod watch;
 
 use http_wasm_guest::host::{Request, Response, admin, feature};
@@ -33,6 +34,7 @@ struct State {
     ids: IdGenerator,
     in_flight: Option<InFlight>,
     emitter: emit::Emitter,
+    rates: Option<tdp_core::agent_rates::Follow<watch::WasiFiles>>,
 }
 
 struct Plugin {
@@ -55,6 +57,7 @@ pub fn register() {
                     ids: IdGenerator::new(&instance_seeds()),
                     in_flight: None,
                     emitter: emit::Emitter::new(&config),
+                    rates: rates::follow(&config),
                 }),
                 config,
             })
@@ -180,7 +183,14 @@ impl Guest for Plugin {
         let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
         let span_id = state.ids.span_id();
         let header = |name: &'static str| present.get(&req.header, name.as_bytes());
-        let propagation = propagation::begin(&self.config, header, trace_id, span_id);
+        let sampling = propagation::SamplingInput {
+            host: &facts.host,
+            path: &facts.path,
+            method: &facts.method,
+            agent_rate: rates::rate(&mut state.rates, start_ns),
+        };
+        let propagation =
+            propagation::begin_sampled(&self.config, header, trace_id, span_id, &sampling);
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
         for (name, value) in &propagation.injection.set {
