@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tdp_core::agent_rates::{FILE_NAME, encode};
 
 #[derive(Debug)]
@@ -15,6 +16,8 @@ pub struct RatesFile {
     /// replaced even when the agent now answers no rates).
     published: Option<BTreeMap<String, f64>>,
     failing: bool,
+    /// The modification time given to the last version.
+    stamped: SystemTime,
 }
 
 impl RatesFile {
@@ -29,19 +32,20 @@ impl RatesFile {
             dir,
             published: None,
             failing: false,
+            stamped: UNIX_EPOCH,
         }
     }
 
     /// Publishes `rates` unless the file already holds them. A failed write
     /// is said once (until one succeeds) and tried again on the next answer.
     pub fn offer(&mut self, rates: &BTreeMap<String, f64>) {
-        let Some(dir) = &self.dir else { return };
+        let Some(dir) = self.dir.clone() else { return };
         if self.published.as_ref() == Some(rates) {
             return;
         }
         let bytes = encode(rates.iter().map(|(k, v)| (k.as_str(), *v)));
-        match crate::publish::publish(dir, FILE_NAME, &bytes) {
-            Ok(_) => {
+        match crate::publish::publish(&dir, FILE_NAME, &bytes).and_then(|p| self.stamp(&p)) {
+            Ok(()) => {
                 self.published = Some(rates.clone());
                 self.failing = false;
             }
@@ -55,6 +59,22 @@ impl RatesFile {
                 self.failing = true;
             }
         }
+    }
+}
+
+impl RatesFile {
+    /// Instances tell versions apart by size and modification time, and the
+    /// kernel stamps files with a clock that ticks every few milliseconds: two
+    /// answers of the same length within one tick would look alike. Each
+    /// version gets a precise time, later than the previous one's.
+    fn stamp(&mut self, path: &Path) -> std::io::Result<()> {
+        let t = SystemTime::now().max(self.stamped + Duration::from_micros(1));
+        std::fs::File::options()
+            .write(true)
+            .open(path)?
+            .set_modified(t)?;
+        self.stamped = t;
+        Ok(())
     }
 }
 
@@ -87,6 +107,19 @@ mod tests {
         r.offer(&rates);
         let want: &[u8] = b"service:,env:\t1\nservice:edge,env:prod\t0.1\n";
         assert_eq!(std::fs::read(&file).expect("read"), want);
+        // Two versions of one length, at once: still different stamps.
+        let before = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        rates.insert("service:edge,env:prod".to_owned(), 0.2);
+        r.offer(&rates);
+        let after = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert!(after > before, "{before:?} {after:?}");
+        assert_eq!(std::fs::read(&file).expect("read").len(), want.len());
+        rates.insert("service:edge,env:prod".to_owned(), 0.1);
+        r.offer(&rates);
         // The same answer again: the file is not rewritten.
         std::fs::remove_file(&file).expect("remove");
         r.offer(&rates);
