@@ -42,6 +42,10 @@ VARIANTS = {
     "log (console format)": ("common", {"mode": "log"}, None),
     "pipe (drain reader)": ("json", {"mode": "pipe"}, "drain"),
     "pipe (relay)": ("json", {"mode": "pipe"}, "relay"),
+    # Following the agent's rates (a published rates file, looked at every 2 s) against a
+    # configured rate (nothing followed).
+    "pipe (drain, agent rates followed)": ("json", {"mode": "pipe"}, "drain+rates"),
+    "pipe (drain, sampleRate set)": ("json", {"mode": "pipe", "sampleRate": "1"}, "drain"),
     "pipe (drain, no propagation)": ("json", {"mode": "pipe", "propagationStyleExtract": "none",
                                               "propagationStyleInject": "none"}, "drain"),
     "network (relay, plugin-net.wasm)": ("json", {"mode": "network"}, "udp-relay"),
@@ -130,7 +134,9 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
     (work / "traefik.yml").write_text(json.dumps(static))
     (work / "dynamic.yml").write_text(json.dumps(dynamic))
     procs = []
-    if reader == "drain":
+    if reader == "drain+rates":
+        (run_dir / "traefik-datadog.rates").write_text("service:bench,env:\t0.5\n")
+    if reader in ("drain", "drain+rates"):
         if not fifo.exists():
             os.mkfifo(fifo, 0o666)
         procs.append(subprocess.Popen([sys.executable, "-c", (

@@ -10,6 +10,7 @@
 use crate::buffering::Policy;
 use crate::header_tags::HeaderTag;
 use crate::propagation::Style;
+use crate::sampling_rules::SamplingRule;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -56,7 +57,10 @@ pub struct Config {
     /// race (traefik#11629) delivers cut lines and sibling's lines there,
     /// while the relay's metrics come from checksummed frames.
     pub direct_statsd: bool,
-    pub sample_rate: f64,
+    /// The catch-all sampling rule; `None`: follow the agent's rates.
+    pub sample_rate: Option<f64>,
+    /// Rates by host, path prefix and method, before `sample_rate`.
+    pub sampling_rules: Vec<SamplingRule>,
     /// What is never buffered: listed path prefixes, hosts, extensions.
     pub buffering: Policy,
     /// Styles tried, in order, to read the caller's trace context.
@@ -90,7 +94,8 @@ impl Default for Config {
             relay_address: SocketAddr::from(([127, 0, 0, 1], 8127)),
             relay_key: None,
             direct_statsd: false,
-            sample_rate: 1.0,
+            sample_rate: None,
+            sampling_rules: Vec::new(),
             buffering: Policy::default(),
             propagation_extract: Style::DEFAULT.to_vec(),
             propagation_inject: Style::DEFAULT.to_vec(),
@@ -126,6 +131,7 @@ pub const KEYS: &[&str] = &[
     "relaySecret",
     "directStatsd",
     "sampleRate",
+    "samplingRules",
     "unbufferedPaths",
     "unbufferedHosts",
     "unbufferedExtensions",
@@ -277,8 +283,9 @@ impl Config {
                 if !(0.0..=1.0).contains(&r) {
                     return Err(format!("{r} is outside 0..1"));
                 }
-                self.sample_rate = r;
+                self.sample_rate = Some(r);
             }
+            "samplingRules" => self.sampling_rules = crate::sampling_rules::parse(v)?,
             "unbufferedPaths" => {
                 let paths = list(v)?;
                 if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
@@ -319,7 +326,7 @@ fn one(key: &str, problem: &str) -> ConfigError {
     }
 }
 
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".to_owned(),
         Value::Bool(_) => format!("boolean {v}"),
@@ -331,7 +338,7 @@ fn describe(v: &Value) -> String {
 }
 
 /// Strings, and scalars that YAML may have typed (`version: 1.2`).
-fn string(v: &Value) -> Result<String, String> {
+pub(crate) fn string(v: &Value) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
@@ -349,7 +356,7 @@ fn non_empty(v: &Value) -> Result<String, String> {
     }
 }
 
-fn number(v: &Value) -> Result<f64, String> {
+pub(crate) fn number(v: &Value) -> Result<f64, String> {
     let n = match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
@@ -509,16 +516,29 @@ mod tests {
         assert_eq!(c.agent_host, "10.0.0.2");
         assert_eq!(c.statsd_port, 9125);
         assert_eq!(c.relay_address, "10.0.0.3:9000".parse().expect("addr"));
-        assert_eq!(c.sample_rate, 0.25);
+        assert_eq!(c.sample_rate, Some(0.25));
         assert_eq!(c.buffering.unbuffered_paths, vec!["/download", "/events"]);
         assert_eq!(c.buffering.unbuffered_hosts, vec!["big.example"]);
+    }
+
+    #[test]
+    fn sampling_rules_key() {
+        assert_eq!(Config::default().sample_rate, None);
+        let c =
+            parse(r#"{"samplingRules":[{"host":"a.example","sampleRate":"0.5"}]}"#).expect("valid");
+        assert_eq!(c.sampling_rules.len(), 1);
+        assert_eq!(c.sampling_rules[0].rate, 0.5);
+        assert_eq!(
+            err(r#"{"samplingRules":[{"host":"a.example"}]}"#),
+            "key \"samplingRules\": rule 1: \"sampleRate\" is missing"
+        );
     }
 
     #[test]
     fn strings_accepted_for_numbers_as_crd_providers_send_them() {
         let c = parse(r#"{"statsdPort":"8126","sampleRate":"0.5","version":1.5}"#).expect("valid");
         assert_eq!(c.statsd_port, 8126);
-        assert_eq!(c.sample_rate, 0.5);
+        assert_eq!(c.sample_rate, Some(0.5));
         assert_eq!(c.version, "1.5");
     }
 

@@ -3,6 +3,7 @@
 //! encodings. Nothing here calls the host, so it is tested natively and, the
 //! same tests, under a real WASI runtime.
 
+pub mod agent_rates;
 pub mod binary;
 pub mod buffering;
 pub mod cardinality;
@@ -19,6 +20,7 @@ pub mod propagation;
 pub mod record;
 pub mod request;
 pub mod sampling;
+pub mod sampling_rules;
 pub mod span;
 pub mod spool;
 pub mod status;

@@ -39,13 +39,13 @@
 //!   `_dd.p.tid` and `_dd.p.dm` are sent (so the 128-bit id survives) and the
 //!   span gets `_dd.propagation_error=inject_max_size`.
 //! - An inherited sampling priority is kept; its mechanism is `_dd.p.dm` when
-//!   present, else the default (0), and its rate is reported as 1 (the plugin
-//!   applied no rate of its own).
+//!   present, else the default (0), and its rate is
+//!   [`sampling::INHERITED_RATE`] (the plugin applied no rate of its own).
 
 use crate::config::Config;
 use crate::ids::TraceId;
 use crate::record::{Record, SpanContext};
-use crate::sampling::{self, Decision, MECHANISM_DEFAULT};
+use crate::sampling::{self, Decision, MECHANISM_DEFAULT, Source};
 use crate::text;
 
 pub const X_DATADOG_TRACE_ID: &str = "x-datadog-trace-id";
@@ -246,16 +246,17 @@ where
 }
 
 /// The sampling decision for the plugin span: an inherited priority is kept
-/// (mechanism from `_dd.p.dm`, else default; rate 1); without one the plugin
-/// decides with the configured rate, on the (possibly inherited) trace id.
-pub fn decide(extracted: Option<&Extracted>, trace_id_low: u64, sample_rate: f64) -> Decision {
+/// (mechanism from `_dd.p.dm`, else default; no rate of the plugin's own);
+/// without one the plugin decides with `source`, on the (possibly
+/// inherited) trace id.
+pub fn decide(extracted: Option<&Extracted>, trace_id_low: u64, source: Source) -> Decision {
     match extracted.and_then(|e| e.sampling_priority.map(|p| (e, p))) {
         Some((e, priority)) => Decision {
             priority,
             mechanism: e.mechanism().unwrap_or(MECHANISM_DEFAULT),
-            rate: 1.0,
+            rate: sampling::INHERITED_RATE,
         },
-        None => sampling::decide(trace_id_low, sample_rate),
+        None => sampling::decide(trace_id_low, source),
     }
 }
 
@@ -265,14 +266,14 @@ pub fn span_context(
     extracted: Option<&Extracted>,
     new_trace_id: TraceId,
     span_id: u64,
-    sample_rate: f64,
+    source: Source,
 ) -> SpanContext {
     let (trace_id, parent_id) = extracted.map_or((new_trace_id, 0), |e| (e.trace_id, e.parent_id));
     SpanContext {
         trace_id,
         span_id,
         parent_id,
-        sampling: decide(extracted, trace_id.low, sample_rate),
+        sampling: decide(extracted, trace_id.low, source),
     }
 }
 
@@ -372,15 +373,49 @@ pub struct Propagation {
     pub injection: Injection,
 }
 
-/// Extract (if trusted), decide, and compute the headers to inject, in one
-/// call. `new_trace_id` is used when nothing is extracted.
+/// What the sampling decision of a new trace depends on besides the
+/// configuration: the request, and the agent's rate if it has answered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SamplingInput<'a> {
+    pub host: &'a str,
+    pub path: &'a str,
+    pub method: &'a str,
+    pub agent_rate: Option<f64>,
+}
+
+/// [`begin_sampled`] for a request that matches no host rule and an agent
+/// that has not answered.
 pub fn begin<F, S>(cfg: &Config, get: F, new_trace_id: TraceId, span_id: u64) -> Propagation
 where
     F: FnMut(&'static str) -> Option<S>,
     S: AsRef<str>,
 {
+    begin_sampled(cfg, get, new_trace_id, span_id, &SamplingInput::default())
+}
+
+/// Extract (if trusted), decide, and compute the headers to inject, in one
+/// call. `new_trace_id` is used when nothing is extracted.
+pub fn begin_sampled<F, S>(
+    cfg: &Config,
+    get: F,
+    new_trace_id: TraceId,
+    span_id: u64,
+    input: &SamplingInput,
+) -> Propagation
+where
+    F: FnMut(&'static str) -> Option<S>,
+    S: AsRef<str>,
+{
     let extracted = extract_configured(cfg, get);
-    let ctx = span_context(extracted.as_ref(), new_trace_id, span_id, cfg.sample_rate);
+    let source = crate::sampling_rules::source(
+        &cfg.sampling_rules,
+        cfg.sample_rate,
+        input.agent_rate,
+        input.host,
+        input.path,
+        input.method,
+    );
+    let ctx = span_context(extracted.as_ref(), new_trace_id, span_id, source);
     let injection = inject(&cfg.propagation_inject, &ctx, extracted.as_ref());
     Propagation {
         ctx,
@@ -1143,7 +1178,7 @@ mod tests {
                         ..base(Style::Datadog)
                     }
                 );
-                let c = span_context(Some(&got), TraceId::default(), SPAN, 0.0);
+                let c = span_context(Some(&got), TraceId::default(), SPAN, Source::Rule(0.0));
                 assert_eq!(c.parent_id, 0);
                 assert_eq!(c.trace_id.low, LOW);
                 assert_eq!(c.sampling.priority, 1);
@@ -1819,28 +1854,81 @@ mod tests {
         e.sampling_priority = Some(-1);
         e.propagation_tags = tags(&[("_dd.p.dm", "-3")]);
         assert_eq!(
-            decide(Some(&e), LOW, 1.0),
+            decide(Some(&e), LOW, Source::Default),
             Decision {
                 priority: -1,
                 mechanism: 3,
-                rate: 1.0
+                rate: sampling::INHERITED_RATE
             }
         );
         e.propagation_tags.clear();
         e.sampling_priority = Some(2);
         assert_eq!(
-            decide(Some(&e), LOW, 0.0),
+            decide(Some(&e), LOW, Source::Agent(0.0)),
             Decision {
                 priority: 2,
                 mechanism: 0,
-                rate: 1.0
+                rate: sampling::INHERITED_RATE
             }
         );
-        // No inherited priority: the configured rate decides, on the
+        // No inherited priority: the plugin's rate decides, on the
         // inherited trace id.
         e.sampling_priority = None;
-        assert_eq!(decide(Some(&e), LOW, 0.25), sampling::decide(LOW, 0.25));
-        assert_eq!(decide(None, LOW, 1.0), sampling::decide(LOW, 1.0));
+        for source in [Source::Rule(0.25), Source::Agent(0.25), Source::Default] {
+            assert_eq!(decide(Some(&e), LOW, source), sampling::decide(LOW, source));
+            assert_eq!(decide(None, LOW, source), sampling::decide(LOW, source));
+        }
+    }
+
+    #[test]
+    fn new_traces_follow_rules_then_sample_rate_then_the_agent() {
+        use crate::sampling_rules::SamplingRule;
+        let mut cfg = Config {
+            sampling_rules: vec![SamplingRule {
+                host: "a.example".into(),
+                path_prefix: None,
+                method: None,
+                rate: 0.0,
+            }],
+            ..Config::default()
+        };
+        let none = lookup_in::<&str, &str>(&[]);
+        // 1 * KNUTH is about 0.0602 of 2^64.
+        let id = TraceId { high: 0, low: 1 };
+        let input = |host, agent_rate| SamplingInput {
+            host,
+            path: "/x",
+            method: "GET",
+            agent_rate,
+        };
+        let decision = |cfg: &Config, i: &SamplingInput| {
+            let p = begin_sampled(cfg, lookup_in::<&str, &str>(&[]), id, SPAN, i);
+            (p.ctx.sampling, p.injection.set)
+        };
+        let (d, set) = decision(&cfg, &input("a.example", Some(1.0)));
+        assert_eq!((d.priority, d.mechanism, d.rate), (-1, 3, 0.0));
+        assert!(set.contains(&(X_DATADOG_SAMPLING_PRIORITY, "-1".to_owned())));
+        // The agent's rate, kept and dropped: priority 1/0, `-1` injected
+        // for a kept trace only.
+        let (d, set) = decision(&cfg, &input("b.example", Some(0.07)));
+        assert_eq!((d.priority, d.mechanism, d.rate), (1, 1, 0.07));
+        assert!(set.contains(&(X_DATADOG_SAMPLING_PRIORITY, "1".to_owned())));
+        assert!(set.contains(&(X_DATADOG_TAGS, "_dd.p.dm=-1".to_owned())));
+        let (d, set) = decision(&cfg, &input("b.example", Some(0.06)));
+        assert_eq!((d.priority, d.mechanism, d.rate), (0, 1, 0.06));
+        assert!(set.contains(&(X_DATADOG_SAMPLING_PRIORITY, "0".to_owned())));
+        assert!(!set.iter().any(|(n, _)| *n == X_DATADOG_TAGS));
+        // The agent has not answered: kept by the default mechanism.
+        let (d, _) = decision(&cfg, &input("b.example", None));
+        assert_eq!((d.priority, d.mechanism, d.rate), (1, 0, 1.0));
+        // `sampleRate` is the catch-all before the agent.
+        cfg.sample_rate = Some(0.07);
+        let (d, _) = decision(&cfg, &input("b.example", Some(0.0)));
+        assert_eq!((d.priority, d.mechanism, d.rate), (2, 3, 0.07));
+        assert_eq!(
+            begin(&cfg, none, id, SPAN).ctx.sampling,
+            sampling::decide(1, Source::Rule(0.07))
+        );
     }
 
     #[test]
@@ -1866,7 +1954,7 @@ mod tests {
                 sampling: Decision {
                     priority: 1,
                     mechanism: 0,
-                    rate: 1.0
+                    rate: sampling::INHERITED_RATE
                 }
             }
         );
@@ -1898,7 +1986,7 @@ mod tests {
             Decision {
                 priority: 2,
                 mechanism: 1,
-                rate: 1.0
+                rate: sampling::INHERITED_RATE
             }
         );
         let mut r = crate::record::tests::sample(200);
@@ -2105,7 +2193,12 @@ mod tests {
                 || e.tracestate_others.split(',').count() < MAX_TRACESTATE_MEMBERS
         );
         let span_id = (g.next() >> 1).max(1);
-        let c = span_context(Some(&e), TraceId { high: 1, low: 1 }, span_id, 0.5);
+        let c = span_context(
+            Some(&e),
+            TraceId { high: 1, low: 1 },
+            span_id,
+            Source::Rule(0.5),
+        );
         assert_eq!((c.trace_id, c.parent_id), (e.trace_id, e.parent_id));
         let inj = inject(&Style::ALL, &c, Some(&e));
         for (name, value) in &inj.set {

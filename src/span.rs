@@ -2,7 +2,7 @@
 //! Field names and types are those of the trace agent's `/v0.4/traces` map.
 
 use crate::record::Record;
-use crate::sampling::MECHANISM_RULE;
+use crate::sampling::{MECHANISM_AGENT_RATE, MECHANISM_RULE};
 use crate::text::truncate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -137,9 +137,14 @@ impl Span {
         if let Some(len) = r.content_length {
             metrics.insert("http.response.content_length".to_owned(), len as f64);
         }
-        // Only for a rule the plugin applied: an inherited decision has rate 1.
-        if r.sampling_mechanism == MECHANISM_RULE && r.sample_rate < 1.0 {
-            metrics.insert("_dd.rule_psr".to_owned(), r.sample_rate);
+        // Only for a rate the plugin applied: an inherited decision has none
+        // (negative rate).
+        if r.sample_rate >= 0.0 {
+            match r.sampling_mechanism {
+                MECHANISM_RULE => metrics.insert("_dd.rule_psr".to_owned(), r.sample_rate),
+                MECHANISM_AGENT_RATE => metrics.insert("_dd.agent_psr".to_owned(), r.sample_rate),
+                _ => None,
+            };
         }
 
         Self {
@@ -163,6 +168,7 @@ impl Span {
 mod tests {
     use super::*;
     use crate::record::tests::sample;
+    use crate::sampling::INHERITED_RATE;
 
     fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -295,10 +301,38 @@ mod tests {
         r.parent_id = 7;
         r.sampling_priority = 2;
         r.sampling_mechanism = 3;
-        r.sample_rate = 1.0;
+        r.sample_rate = INHERITED_RATE;
         let s = Span::from_record(&r);
         assert_eq!(s.meta["_dd.p.dm"], "-3");
         assert!(!s.metrics.contains_key("_dd.rule_psr"));
+        r.sampling_mechanism = 1;
+        let s = Span::from_record(&r);
+        assert_eq!(s.meta["_dd.p.dm"], "-1");
+        assert!(!s.metrics.contains_key("_dd.agent_psr"));
+    }
+
+    #[test]
+    fn agent_rate_decisions_report_the_agent_rate() {
+        for (priority, rate) in [(0, 0.1), (1, 0.1), (1, 1.0)] {
+            let mut r = sample(200);
+            r.sampling_priority = priority;
+            r.sampling_mechanism = 1;
+            r.sample_rate = rate;
+            let s = Span::from_record(&r);
+            assert_eq!(s.meta["_dd.p.dm"], "-1");
+            assert_eq!(s.metrics["_dd.agent_psr"], rate);
+            assert_eq!(s.metrics["_sampling_priority_v1"], f64::from(priority));
+            assert!(!s.metrics.contains_key("_dd.rule_psr"));
+        }
+    }
+
+    #[test]
+    fn a_rule_of_rate_1_reports_it() {
+        let mut r = sample(200);
+        r.sampling_priority = 2;
+        r.sampling_mechanism = 3;
+        r.sample_rate = 1.0;
+        assert_eq!(Span::from_record(&r).metrics["_dd.rule_psr"], 1.0);
     }
 
     #[test]

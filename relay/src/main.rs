@@ -17,6 +17,8 @@ mod pipeline;
 #[cfg(unix)]
 mod publish;
 #[cfg(unix)]
+mod rates_file;
+#[cfg(unix)]
 mod routes;
 #[cfg(unix)]
 mod settings;
@@ -122,6 +124,10 @@ fn run(s: settings::Settings) -> Result<(), String> {
             rates: rates.clone(),
             policy: traces::sender::policy(s.request_timeout, s.payload_deadline),
             jitter: traces::policy::Jitter::new(traces::sender::jitter_seed()),
+            rates_file: rates_file::RatesFile::new(rates_file::dir(
+                s.publish_dir.as_deref(),
+                s.pipe.as_deref(),
+            )),
         }
         .spawn()
         .map_err(|e| format!("cannot start the sender thread: {e}"))?;
@@ -199,11 +205,8 @@ fn run(s: settings::Settings) -> Result<(), String> {
         metrics_interval: s.metrics_interval,
         telemetry_interval: s.telemetry_interval,
         shutdown_timeout: s.shutdown_timeout,
-        routes: s
-            .pipe
-            .as_ref()
-            .and_then(|p| p.parent())
-            .and_then(|dir| routes::Routes::new(dir.to_owned(), s.learn_bytes, s.learn_ttl)),
+        routes: rates_file::dir(s.publish_dir.as_deref(), s.pipe.as_deref())
+            .and_then(|dir| routes::Routes::new(dir, s.learn_bytes, s.learn_ttl)),
     }
     .run(rx);
     Ok(())

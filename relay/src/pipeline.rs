@@ -32,8 +32,8 @@ pub struct Traces {
     pub batcher: Batcher,
     pub buffer: Arc<SpanBuffer>,
     pub sender: JoinHandle<()>,
-    /// The agent's last `rate_by_service`, reported so users can set the
-    /// plugin's `sampleRate` from it (the guest cannot read agent answers).
+    /// The agent's last `rate_by_service`, reported as gauges (the plugin
+    /// reads the same rates from the file published beside the FIFO).
     pub rates: crate::traces::sender::Rates,
 }
 

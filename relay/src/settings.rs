@@ -73,6 +73,8 @@ pub struct Defaults {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub pipe: Option<PathBuf>,
+    /// Where the agent's sampling rates are published for the plugin.
+    pub publish_dir: Option<PathBuf>,
     pub stdin: bool,
     pub follow: Option<PathBuf>,
     pub state: Option<PathBuf>,
@@ -119,6 +121,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             pipe: None,
+            publish_dir: None,
             stdin: false,
             follow: None,
             state: None,
@@ -197,6 +200,12 @@ INPUTS (at least one; any combination, each read by its own thread):
     --pipe-group GID        Traefik runs as another user in group GID: the
                             FIFO gets that group and mode 0620 (the group may
                             write, nobody else may open it).
+    --publish-dir DIR       Where files for the plugin are published, each
+                            replaced atomically: traefik-datadog.rates (the
+                            agent's sampling rates, on each new answer) and
+                            traefik-datadog.routes (learned large routes): the
+                            directory the plugin has mounted. Default: the
+                            directory of --pipe; without --pipe, none.
     --stdin                 Read Traefik's log output on stdin. Lines holding a
                             plugin record (console or JSON log format) are
                             consumed; every other line is copied to stdout
@@ -238,7 +247,7 @@ INPUTS (at least one; any combination, each read by its own thread):
                             record larger than N alone still passes when the
                             queue is empty, so nothing waits forever.
 
-LEARNED ROUTES (with --pipe):
+LEARNED ROUTES (with --pipe or --publish-dir):
     --learn-bytes N         A response of at least N bytes (its Content-Length)
                             makes its route (host + path directory) large: the
                             relay publishes the route beside the FIFO
@@ -361,6 +370,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             "-V" | "--version" => return Ok(Command::Version),
             "--check-plugin-config" => return Ok(Command::CheckPluginConfig(value()?)),
             "--pipe" => s.pipe = Some(path(flag, &value()?)?),
+            "--publish-dir" => s.publish_dir = Some(path(flag, &value()?)?),
             "--stdin" => {
                 no_value(&inline)?;
                 s.stdin = true;
@@ -746,6 +756,8 @@ mod tests {
         let s = run(
             &[
                 "--pipe=/run/dd/x.fifo",
+                "--publish-dir",
+                "/run/dd/pub",
                 "--stdin",
                 "--follow",
                 "/var/log/traefik.log",
@@ -799,6 +811,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(s.pipe, Some(PathBuf::from("/run/dd/x.fifo")));
+        assert_eq!(s.publish_dir, Some(PathBuf::from("/run/dd/pub")));
         assert!(s.stdin && s.echo_records);
         assert_eq!(s.follow, Some(PathBuf::from("/var/log/traefik.log")));
         assert_eq!(

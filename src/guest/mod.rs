@@ -7,6 +7,7 @@ mod host;
 #[cfg(feature = "network")]
 mod net;
 mod pipe;
+mod rates;
 mod spool;
 mod watch;
 
@@ -44,6 +45,7 @@ struct State {
     /// them; no watch where no directory is mounted (log, network modes).
     learned: LearnedRoutes,
     learned_watch: Option<Watch<watch::WasiFiles>>,
+    rates: Option<tdp_core::agent_rates::Follow<watch::WasiFiles>>,
 }
 
 struct Plugin {
@@ -73,6 +75,7 @@ pub fn register() {
                             tdp_core::watch::beside(&config.pipe_path, learned::FILE_NAME),
                         )
                     }),
+                    rates: rates::follow(&config),
                 }),
                 config,
             })
@@ -190,7 +193,14 @@ impl Guest for Plugin {
         let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
         let span_id = state.ids.span_id();
         let header = |name: &'static str| present.get(name.as_bytes(), WHOLE);
-        let propagation = propagation::begin(&self.config, header, trace_id, span_id);
+        let sampling = propagation::SamplingInput {
+            host: &facts.host,
+            path: &facts.path,
+            method: &facts.method,
+            agent_rate: rates::rate(&mut state.rates, start_ns),
+        };
+        let propagation =
+            propagation::begin_sampled(&self.config, header, trace_id, span_id, &sampling);
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
         for (name, value) in &propagation.injection.set {

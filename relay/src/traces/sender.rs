@@ -34,6 +34,8 @@ pub struct Sender {
     pub rates: Rates,
     pub policy: RetryPolicy,
     pub jitter: Jitter,
+    /// Where the plugin's instances read the rates.
+    pub rates_file: crate::rates_file::RatesFile,
 }
 
 /// The retry policy of the relay's flags.
@@ -180,7 +182,8 @@ impl Sender {
         }
     }
 
-    fn keep_rates(&self, rates: BTreeMap<String, f64>) {
+    fn keep_rates(&mut self, rates: BTreeMap<String, f64>) {
+        self.rates_file.offer(&rates);
         let mut kept = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
         if *kept != rates {
             let shown: Vec<String> = rates.iter().map(|(k, v)| format!("{k:?}={v}")).collect();
