@@ -298,6 +298,7 @@ mod tests {
             rates: rates.clone(),
             policy,
             jitter: Jitter::new(7),
+            rates_file: crate::rates_file::RatesFile::new(None),
         };
         buffer.push(Payload {
             body: vec![0x93],
