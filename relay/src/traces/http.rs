@@ -6,6 +6,7 @@
 //! An answer whose status arrived is an answer, whatever its body does.
 
 use crate::settings::AgentUrl;
+use bytes::Bytes;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,7 @@ pub trait Transport: Send {
         &mut self,
         path: &str,
         headers: &[(&'static str, String)],
-        body: &[u8],
+        body: &Bytes,
         timeout: Duration,
     ) -> Result<Response, HttpError>;
 }
@@ -96,7 +97,7 @@ impl Transport for Client {
         &mut self,
         path: &str,
         headers: &[(&'static str, String)],
-        body: &[u8],
+        body: &Bytes,
         timeout: Duration,
     ) -> Result<Response, HttpError> {
         let deadline = Instant::now() + timeout;
@@ -104,7 +105,7 @@ impl Transport for Client {
             .http
             .put(format!("{}{path}", self.base))
             .timeout(timeout)
-            .body(body.to_vec());
+            .body(body.clone());
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -222,7 +223,12 @@ mod tests {
         let mut c = local(port);
         let h = [("X-Datadog-Trace-Count", "1".to_owned())];
         let r = c
-            .put("/v0.4/traces", &h, b"\x91\x90", Duration::from_secs(10))
+            .put(
+                "/v0.4/traces",
+                &h,
+                &Bytes::from_static(b"\x91\x90"),
+                Duration::from_secs(10),
+            )
             .expect("first");
         assert_eq!(
             r,
@@ -232,7 +238,7 @@ mod tests {
             }
         );
         let r2 = c
-            .put("/x", &[], b"", Duration::from_secs(10))
+            .put("/x", &[], &Bytes::from_static(b""), Duration::from_secs(10))
             .expect("second, same connection");
         assert_eq!(r2.body, b"abc");
         let seen = server.join().expect("server");
@@ -253,7 +259,7 @@ mod tests {
             l.local_addr().expect("addr").port()
         };
         let e = local(port)
-            .put("/", &[], b"", Duration::from_secs(5))
+            .put("/", &[], &Bytes::from_static(b""), Duration::from_secs(5))
             .expect_err("nothing listens");
         assert!(matches!(e, HttpError::Connect(_)), "{e:?}");
 
@@ -263,7 +269,12 @@ mod tests {
         let hold = std::thread::spawn(move || l.accept().map(|(s, _)| s));
         let t = Instant::now();
         let e = local(port)
-            .put("/", &[], b"x", Duration::from_millis(300))
+            .put(
+                "/",
+                &[],
+                &Bytes::from_static(b"x"),
+                Duration::from_millis(300),
+            )
             .expect_err("times out");
         assert_eq!(e, HttpError::Timeout);
         assert!(t.elapsed() >= Duration::from_millis(300));
@@ -278,7 +289,7 @@ mod tests {
             let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
         });
         let e = local(port)
-            .put("/", &[], b"x", Duration::from_secs(5))
+            .put("/", &[], &Bytes::from_static(b"x"), Duration::from_secs(5))
             .expect_err("garbage");
         assert!(matches!(e, HttpError::Exchange(_)), "{e:?}");
     }
@@ -299,7 +310,7 @@ mod tests {
             let _ = s.write_all(&big);
         });
         let r = local(port)
-            .put("/", &[], b"x", Duration::from_secs(5))
+            .put("/", &[], &Bytes::from_static(b"x"), Duration::from_secs(5))
             .expect("answer");
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), MAX_BODY);
@@ -326,7 +337,7 @@ mod tests {
                 let _ = s.write_all(answer);
             });
             let r = local(port)
-                .put("/", &[], b"x", Duration::from_secs(5))
+                .put("/", &[], &Bytes::from_static(b"x"), Duration::from_secs(5))
                 .expect("an answer");
             assert_eq!(r.body, want_body);
         }
@@ -346,7 +357,12 @@ mod tests {
         });
         let t = Instant::now();
         let r = local(port)
-            .put("/", &[], b"x", Duration::from_millis(500))
+            .put(
+                "/",
+                &[],
+                &Bytes::from_static(b"x"),
+                Duration::from_millis(500),
+            )
             .expect("an answer");
         assert_eq!(r.status, 200);
         assert!(r.body.len() < 100, "{}", r.body.len());
@@ -370,7 +386,12 @@ mod tests {
         });
         let mut c = Client::new(&AgentUrl::Unix(path), Duration::from_secs(1)).expect("client");
         let r = c
-            .put("/v0.4/traces", &[], b"hi", Duration::from_secs(5))
+            .put(
+                "/v0.4/traces",
+                &[],
+                &Bytes::from_static(b"hi"),
+                Duration::from_secs(5),
+            )
             .expect("put");
         assert_eq!(r.body, b"ok");
         let (head, body) = server.join().expect("server").expect("request");

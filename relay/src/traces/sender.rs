@@ -11,6 +11,7 @@ use super::payload::Payload;
 use super::policy::{Answer, Jitter, Next, RetryPolicy};
 use crate::log::{Throttle, held};
 use crate::telemetry::Counters;
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -96,7 +97,7 @@ impl Sender {
     fn run(mut self) {
         let mut health = Health::default();
         while let Some(p) = self.buffer.pop() {
-            self.deliver(&p, &mut health);
+            self.deliver(p, &mut health);
             self.buffer.done();
         }
     }
@@ -118,8 +119,12 @@ impl Sender {
         Some(budget)
     }
 
-    fn deliver(&mut self, p: &Payload, health: &mut Health) {
+    fn deliver(&mut self, p: Payload, health: &mut Health) {
         let n = p.traces as u64;
+        let traces = p.traces;
+        // Shared, not copied, by every attempt: the body is up to
+        // --batch-bytes and is held while the agent is down.
+        let body = Bytes::from(p.body);
         let started = Instant::now();
         let mut attempt = 0;
         loop {
@@ -128,7 +133,7 @@ impl Sender {
                 return;
             };
             attempt += 1;
-            let result = self.client.put(PATH, &headers(p.traces), &p.body, budget);
+            let result = self.client.put(PATH, &headers(traces), &body, budget);
             let answer = match &result {
                 Ok(r) => Answer::Status(r.status),
                 Err(_) => Answer::None,
@@ -249,7 +254,7 @@ mod tests {
             &mut self,
             path: &str,
             headers: &[(&'static str, String)],
-            _body: &[u8],
+            _body: &Bytes,
             timeout: Duration,
         ) -> Result<Response, HttpError> {
             assert_eq!(path, PATH);
@@ -305,7 +310,7 @@ mod tests {
             traces: 3,
         });
         let p = buffer.pop().expect("payload");
-        sender.deliver(&p, &mut Health::default());
+        sender.deliver(p, &mut Health::default());
         buffer.done();
         let budgets = budgets
             .lock()
