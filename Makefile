@@ -66,7 +66,7 @@ test-unit:
 
 test-wasm: setup venv
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(CURDIR)/$(PY) $(CURDIR)/scripts/wasi-run.py" \
-		cargo test --lib --target wasm32-wasip1
+		cargo test -p tdp-core --target wasm32-wasip1
 
 test-integration: build relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration -q -p no:cacheprovider

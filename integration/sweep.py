@@ -24,7 +24,7 @@ ID_RE = re.compile(r"^/sweep/(r\d{6})/")
 # A record's fallback line, JSON-escaped once more by Traefik's JSON log, stays far below the
 # relay's default --max-line-bytes (65536) even when every kept byte needs an escape.
 MAX_RECORD_TEXT = 25 * 1024
-# The cut sizes of src/limits.rs, plus the 3-byte "..." marker they include.
+# The cut sizes of core/src/limits.rs, plus the 3-byte "..." marker they include.
 MAX_USER_AGENT = 512
 MAX_PATH = 1024
 MAX_METHOD = 32
