@@ -23,6 +23,8 @@ mod routes;
 #[cfg(unix)]
 mod settings;
 #[cfg(unix)]
+mod source;
+#[cfg(unix)]
 mod statsd;
 #[cfg(unix)]
 mod sys;

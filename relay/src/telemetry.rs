@@ -2,7 +2,7 @@
 //! periodic report as `<prefix>.relay.*` DogStatsD metrics and one stderr
 //! line (every telemetry interval and at exit).
 
-use crate::input::Source;
+use crate::source::Source;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tdp_core::dogstatsd::line;
 
