@@ -2,6 +2,7 @@
 //! [`Settings`]. Flags override environment variables; every error names the
 //! flag or variable it is about.
 
+use crate::interval::MetricsInterval;
 use std::path::PathBuf;
 use std::time::Duration;
 use tdp_core::cardinality::DEFAULT_MAX_RESOURCES;
@@ -62,6 +63,15 @@ pub enum FollowFrom {
     End,
 }
 
+/// What `--follow` reads, where it keeps its position and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowSettings {
+    pub path: PathBuf,
+    /// `--state`, by default `<path>.relay-offset`.
+    pub state: PathBuf,
+    pub from: FollowFrom,
+}
+
 /// Values for records that carry none (`DD_ENV`, `DD_SERVICE`, `DD_VERSION`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Defaults {
@@ -76,9 +86,8 @@ pub struct Settings {
     /// Where the agent's sampling rates are published for the plugin.
     pub publish_dir: Option<PathBuf>,
     pub stdin: bool,
-    pub follow: Option<PathBuf>,
-    pub state: Option<PathBuf>,
-    pub follow_from: FollowFrom,
+    /// `--follow` and its companions, which mean nothing without it.
+    pub follow: Option<FollowSettings>,
     pub udp: Option<String>,
     /// `--udp-secret`: only frames with this key's MAC are read.
     pub udp_key: Option<MacKey>,
@@ -107,7 +116,7 @@ pub struct Settings {
 
     pub statsd: StatsdUrl,
     pub metrics_prefix: String,
-    pub metrics_interval: Duration,
+    pub metrics_interval: MetricsInterval,
     pub request_metrics: bool,
     pub max_samples: usize,
     pub max_resources: usize,
@@ -124,8 +133,6 @@ impl Default for Settings {
             publish_dir: None,
             stdin: false,
             follow: None,
-            state: None,
-            follow_from: FollowFrom::End,
             udp: None,
             udp_key: None,
             pipe_group: None,
@@ -154,7 +161,7 @@ impl Default for Settings {
                 port: DEFAULT_STATSD_PORT,
             },
             metrics_prefix: DEFAULT_PREFIX.to_owned(),
-            metrics_interval: Duration::from_secs(2),
+            metrics_interval: MetricsInterval::DEFAULT,
             request_metrics: true,
             max_samples: DEFAULT_MAX_SAMPLES,
             max_resources: DEFAULT_MAX_RESOURCES,
@@ -345,6 +352,8 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     let mut statsd_flag = None;
     let (mut env_flag, mut service_flag, mut version_flag) = (None, None, None);
     let (mut max_resources_flag, mut secret_flag) = (None, None);
+    let (mut follow_flag, mut state_flag, mut follow_from) = (None, None, FollowFrom::End);
+    let mut metrics_interval = MetricsInterval::DEFAULT.get();
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -375,10 +384,10 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 no_value(&inline)?;
                 s.stdin = true;
             }
-            "--follow" => s.follow = Some(path(flag, &value()?)?),
-            "--state" => s.state = Some(path(flag, &value()?)?),
+            "--follow" => follow_flag = Some(path(flag, &value()?)?),
+            "--state" => state_flag = Some(path(flag, &value()?)?),
             "--follow-from" => {
-                s.follow_from = match value()?.as_str() {
+                follow_from = match value()?.as_str() {
                     "beginning" => FollowFrom::Beginning,
                     "end" => FollowFrom::End,
                     other => {
@@ -444,7 +453,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
                 }
                 s.metrics_prefix = p;
             }
-            "--metrics-interval" => s.metrics_interval = duration(flag, &value()?)?,
+            "--metrics-interval" => metrics_interval = duration(flag, &value()?)?,
             "--max-samples" => s.max_samples = count(flag, &value()?, 1)?,
             "--no-request-metrics" => {
                 no_value(&inline)?;
@@ -469,24 +478,24 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         }
     }
 
-    if s.pipe.is_none() && !s.stdin && s.follow.is_none() && s.udp.is_none() {
+    if s.pipe.is_none() && !s.stdin && follow_flag.is_none() && s.udp.is_none() {
         return Err("no input: give at least one of --pipe, --stdin, --follow, --udp".to_owned());
     }
-    if s.state.is_some() && s.follow.is_none() {
-        return Err("--state is only used with --follow".to_owned());
-    }
-    if let (None, Some(f)) = (&s.state, &s.follow) {
-        let mut p = f.clone().into_os_string();
-        p.push(".relay-offset");
-        s.state = Some(PathBuf::from(p));
-    }
-    let ten = Duration::from_secs(10);
-    if s.metrics_interval.is_zero() || ten.as_nanos() % s.metrics_interval.as_nanos() != 0 {
-        return Err(format!(
-            "--metrics-interval: {:?} does not divide 10s (the agent's bucket); use e.g. 1s, 2s, 5s, 10s",
-            s.metrics_interval
-        ));
-    }
+    s.follow = match (follow_flag, state_flag) {
+        (None, Some(_)) => return Err("--state is only used with --follow".to_owned()),
+        (None, None) => None,
+        (Some(path), state) => Some(FollowSettings {
+            state: state.unwrap_or_else(|| {
+                let mut p = path.clone().into_os_string();
+                p.push(".relay-offset");
+                PathBuf::from(p)
+            }),
+            path,
+            from: follow_from,
+        }),
+    };
+    s.metrics_interval =
+        MetricsInterval::new(metrics_interval).map_err(|e| format!("--metrics-interval: {e}"))?;
     for (flag, d) in [
         ("--flush-interval", s.flush_interval),
         ("--connect-timeout", s.connect_timeout),

@@ -110,12 +110,14 @@ fn every_flag() {
     assert_eq!(s.pipe, Some(PathBuf::from("/run/dd/x.fifo")));
     assert_eq!(s.publish_dir, Some(PathBuf::from("/run/dd/pub")));
     assert!(s.stdin && s.echo_records);
-    assert_eq!(s.follow, Some(PathBuf::from("/var/log/traefik.log")));
     assert_eq!(
-        s.state,
-        Some(PathBuf::from("/var/log/traefik.log.relay-offset"))
+        s.follow,
+        Some(FollowSettings {
+            path: PathBuf::from("/var/log/traefik.log"),
+            state: PathBuf::from("/var/log/traefik.log.relay-offset"),
+            from: FollowFrom::Beginning,
+        })
     );
-    assert_eq!(s.follow_from, FollowFrom::Beginning);
     assert_eq!(s.udp.as_deref(), Some("127.0.0.1:8127"));
     assert_eq!((s.max_line_bytes, s.queue_size), (4096, 50));
     assert_eq!(
@@ -134,7 +136,7 @@ fn every_flag() {
         StatsdUrl::Unix("/var/run/datadog/dsd.socket".into())
     );
     assert_eq!(s.metrics_prefix, "edge.proxy");
-    assert_eq!(s.metrics_interval, Duration::from_secs(5));
+    assert_eq!(s.metrics_interval.get(), Duration::from_secs(5));
     assert_eq!(s.max_samples, 100);
     assert!(!s.request_metrics && !s.telemetry && !s.traces);
     assert_eq!(s.telemetry_interval, Duration::from_secs(30));
@@ -383,5 +385,8 @@ fn durations() {
 #[test]
 fn state_default_and_explicit() {
     let s = run(&["--follow", "/l", "--state", "/var/lib/relay/pos"], &[]).expect("valid");
-    assert_eq!(s.state, Some(PathBuf::from("/var/lib/relay/pos")));
+    assert_eq!(
+        s.follow.map(|f| f.state),
+        Some(PathBuf::from("/var/lib/relay/pos"))
+    );
 }
