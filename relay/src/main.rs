@@ -11,6 +11,8 @@
 mod log;
 
 #[cfg(unix)]
+mod args;
+#[cfg(unix)]
 mod input;
 #[cfg(unix)]
 mod interval;

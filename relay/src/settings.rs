@@ -2,6 +2,7 @@
 //! [`Settings`]. Flags override environment variables; every error names the
 //! flag or variable it is about.
 
+use crate::args::Args;
 use crate::interval::MetricsInterval;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -347,136 +348,116 @@ exits at once.
 /// Parses the arguments (without the program name). `env` looks up an
 /// environment variable.
 pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String> {
-    let mut s = Settings::default();
-    let mut agent_flag = None;
-    let mut statsd_flag = None;
-    let (mut env_flag, mut service_flag, mut version_flag) = (None, None, None);
-    let (mut max_resources_flag, mut secret_flag) = (None, None);
-    let (mut follow_flag, mut state_flag, mut follow_from) = (None, None, FollowFrom::End);
-    let mut metrics_interval = MetricsInterval::DEFAULT.get();
-
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value")),
-            }
-        };
-        let no_value = |inline: &Option<String>| match inline {
-            Some(_) => Err(format!("{flag} takes no value")),
-            None => Ok(()),
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--check-plugin-config" => return Ok(Command::CheckPluginConfig(value()?)),
-            "--pipe" => s.pipe = Some(path(flag, &value()?)?),
-            "--publish-dir" => s.publish_dir = Some(path(flag, &value()?)?),
-            "--stdin" => {
-                no_value(&inline)?;
-                s.stdin = true;
-            }
-            "--follow" => follow_flag = Some(path(flag, &value()?)?),
-            "--state" => state_flag = Some(path(flag, &value()?)?),
-            "--follow-from" => {
-                follow_from = match value()?.as_str() {
-                    "beginning" => FollowFrom::Beginning,
-                    "end" => FollowFrom::End,
-                    other => {
-                        return Err(format!("{flag}: {other:?} is not \"beginning\" or \"end\""));
-                    }
-                }
-            }
-            "--udp" => {
-                let v = value()?;
-                if v.rsplit_once(':')
-                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-                {
-                    return Err(format!(
-                        "{flag}: {v:?} is not an address and port like 127.0.0.1:8127"
-                    ));
-                }
-                s.udp = Some(v);
-            }
-            "--udp-secret" => secret_flag = Some(udp_key(flag, &value()?)?),
-            "--udp-secret-file" => secret_flag = Some(udp_key_file(flag, &value()?)?),
-            "--pipe-group" => {
-                let v = value()?;
-                s.pipe_group = Some(v.trim().parse::<u32>().map_err(|_| {
-                    format!("{flag}: {v:?} is not a numeric group id (like 65532)")
-                })?);
-            }
-            "--queue-bytes" => s.queue_bytes = count(flag, &value()?, 4096)?,
-            "--max-resources" => max_resources_flag = Some(count(flag, &value()?, 1)?),
-            "--echo-records" => {
-                no_value(&inline)?;
-                s.echo_records = true;
-            }
-            "--max-line-bytes" => s.max_line_bytes = count(flag, &value()?, 256)?,
-            "--queue-size" => s.queue_size = count(flag, &value()?, 1)?,
-            "--agent-url" => agent_flag = Some(agent_url(flag, &value()?)?),
-            "--no-traces" => {
-                no_value(&inline)?;
-                s.traces = false;
-            }
-            "--flush-interval" => s.flush_interval = duration(flag, &value()?)?,
-            "--batch-spans" => s.batch_spans = count(flag, &value()?, 1)?,
-            "--batch-bytes" => s.batch_bytes = count(flag, &value()?, 4096)?,
-            "--max-buffered-spans" => s.max_buffered_spans = count(flag, &value()?, 1)?,
-            "--max-buffered-bytes" => s.max_buffered_bytes = count(flag, &value()?, 4096)?,
-            "--connect-timeout" => s.connect_timeout = duration(flag, &value()?)?,
-            "--request-timeout" => s.request_timeout = duration(flag, &value()?)?,
-            "--payload-deadline" => s.payload_deadline = duration(flag, &value()?)?,
-            "--shutdown-timeout" => s.shutdown_timeout = duration(flag, &value()?)?,
-            "--learn-bytes" => s.learn_bytes = count(flag, &value()?, 0)? as u64,
-            "--learn-ttl" => s.learn_ttl = duration(flag, &value()?)?,
-            "--dogstatsd-url" => statsd_flag = Some(statsd_url(flag, &value()?)?),
-            "--metrics-prefix" => {
-                let p = value()?;
-                if p.is_empty()
-                    || !p
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                    || !p.starts_with(|c: char| c.is_ascii_alphabetic())
-                {
-                    return Err(format!(
-                        "{flag}: {p:?} must start with a letter and hold only letters, digits, '_' and '.'"
-                    ));
-                }
-                s.metrics_prefix = p;
-            }
-            "--metrics-interval" => metrics_interval = duration(flag, &value()?)?,
-            "--max-samples" => s.max_samples = count(flag, &value()?, 1)?,
-            "--no-request-metrics" => {
-                no_value(&inline)?;
-                s.request_metrics = false;
-            }
-            "--telemetry-interval" => s.telemetry_interval = duration(flag, &value()?)?,
-            "--no-telemetry" => {
-                no_value(&inline)?;
-                s.telemetry = false;
-            }
-            "--env" => env_flag = Some(value()?),
-            "--service" => service_flag = Some(value()?),
-            "--service-version" => version_flag = Some(value()?),
-            other if other.starts_with('-') => {
-                return Err(format!("unknown flag {other}"));
-            }
-            other => {
-                return Err(format!(
-                    "unexpected argument {other:?} (flags start with --)"
-                ));
-            }
-        }
+    let a = Args::read(args)?;
+    if a.help {
+        return Ok(Command::Help);
     }
+    if a.version {
+        return Ok(Command::Version);
+    }
+    if let Some(json) = a.check_plugin_config {
+        return Ok(Command::CheckPluginConfig(json));
+    }
+    let mut s = Settings::default();
+    let path_of = |v: Option<String>, flag: &str| opt(v, flag, |f: &str, v: &str| path(f, v));
+    let count_of = |v: Option<String>, flag: &str, min: usize, default: usize| {
+        Ok::<_, String>(opt(v, flag, |f: &str, v: &str| count(f, v, min))?.unwrap_or(default))
+    };
+    let duration_of = |v: Option<String>, flag: &str, default: Duration| {
+        Ok::<_, String>(opt(v, flag, |f: &str, v: &str| duration(f, v))?.unwrap_or(default))
+    };
+
+    s.pipe = path_of(a.pipe, "--pipe")?;
+    s.pipe_group = opt(a.pipe_group, "--pipe-group", |f: &str, v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{f}: {v:?} is not a numeric group id (like 65532)"))
+    })?;
+    s.publish_dir = path_of(a.publish_dir, "--publish-dir")?;
+    s.stdin = a.stdin;
+    let follow_flag = path_of(a.follow, "--follow")?;
+    let state_flag = path_of(a.state, "--state")?;
+    let follow_from = opt(a.follow_from, "--follow-from", |f: &str, v: &str| match v {
+        "beginning" => Ok(FollowFrom::Beginning),
+        "end" => Ok(FollowFrom::End),
+        other => Err(format!("{f}: {other:?} is not \"beginning\" or \"end\"")),
+    })?
+    .unwrap_or(FollowFrom::End);
+    s.udp = opt(a.udp, "--udp", |f: &str, v: &str| {
+        if v.rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "{f}: {v:?} is not an address and port like 127.0.0.1:8127"
+            ));
+        }
+        Ok(v.to_owned())
+    })?;
+    // Given both flags, the secret file is used.
+    let secret_flag = match opt(a.udp_secret_file, "--udp-secret-file", udp_key_file)? {
+        Some(k) => Some(k),
+        None => opt(a.udp_secret, "--udp-secret", udp_key)?,
+    };
+    s.echo_records = a.echo_records;
+    s.max_line_bytes = count_of(a.max_line_bytes, "--max-line-bytes", 256, s.max_line_bytes)?;
+    s.queue_size = count_of(a.queue_size, "--queue-size", 1, s.queue_size)?;
+    s.queue_bytes = count_of(a.queue_bytes, "--queue-bytes", 4096, s.queue_bytes)?;
+    s.learn_bytes = count_of(a.learn_bytes, "--learn-bytes", 0, s.learn_bytes as usize)? as u64;
+    s.learn_ttl = duration_of(a.learn_ttl, "--learn-ttl", s.learn_ttl)?;
+
+    let agent_flag = opt(a.agent_url, "--agent-url", agent_url)?;
+    s.traces = !a.no_traces;
+    s.flush_interval = duration_of(a.flush_interval, "--flush-interval", s.flush_interval)?;
+    s.batch_spans = count_of(a.batch_spans, "--batch-spans", 1, s.batch_spans)?;
+    s.batch_bytes = count_of(a.batch_bytes, "--batch-bytes", 4096, s.batch_bytes)?;
+    s.max_buffered_spans = count_of(
+        a.max_buffered_spans,
+        "--max-buffered-spans",
+        1,
+        s.max_buffered_spans,
+    )?;
+    s.max_buffered_bytes = count_of(
+        a.max_buffered_bytes,
+        "--max-buffered-bytes",
+        4096,
+        s.max_buffered_bytes,
+    )?;
+    s.connect_timeout = duration_of(a.connect_timeout, "--connect-timeout", s.connect_timeout)?;
+    s.request_timeout = duration_of(a.request_timeout, "--request-timeout", s.request_timeout)?;
+    s.payload_deadline = duration_of(a.payload_deadline, "--payload-deadline", s.payload_deadline)?;
+    s.shutdown_timeout = duration_of(a.shutdown_timeout, "--shutdown-timeout", s.shutdown_timeout)?;
+
+    let statsd_flag = opt(a.dogstatsd_url, "--dogstatsd-url", statsd_url)?;
+    if let Some(p) = a.metrics_prefix {
+        if p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            || !p.starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            return Err(format!(
+                "--metrics-prefix: {p:?} must start with a letter and hold only letters, digits, '_' and '.'"
+            ));
+        }
+        s.metrics_prefix = p;
+    }
+    let metrics_interval = duration_of(
+        a.metrics_interval,
+        "--metrics-interval",
+        MetricsInterval::DEFAULT.get(),
+    )?;
+    s.max_samples = count_of(a.max_samples, "--max-samples", 1, s.max_samples)?;
+    let max_resources_flag = opt(a.max_resources, "--max-resources", |f: &str, v: &str| {
+        count(f, v, 1)
+    })?;
+    s.request_metrics = !a.no_request_metrics;
+    s.telemetry_interval = duration_of(
+        a.telemetry_interval,
+        "--telemetry-interval",
+        s.telemetry_interval,
+    )?;
+    s.telemetry = !a.no_telemetry;
+    let (env_flag, service_flag, version_flag) = (a.env, a.service, a.service_version);
 
     if s.pipe.is_none() && !s.stdin && follow_flag.is_none() && s.udp.is_none() {
         return Err("no input: give at least one of --pipe, --stdin, --follow, --udp".to_owned());
@@ -582,6 +563,15 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             .unwrap_or_default(),
     };
     Ok(Command::Run(Box::new(s)))
+}
+
+/// A flag's value, when given, read by `f` under the flag's name.
+fn opt<T>(
+    v: Option<String>,
+    flag: &str,
+    f: impl Fn(&str, &str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    v.map(|v| f(flag, &v)).transpose()
 }
 
 fn path(flag: &str, v: &str) -> Result<PathBuf, String> {
