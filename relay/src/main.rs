@@ -11,7 +11,11 @@
 mod log;
 
 #[cfg(unix)]
+mod args;
+#[cfg(unix)]
 mod input;
+#[cfg(unix)]
+mod interval;
 #[cfg(unix)]
 mod pipeline;
 #[cfg(unix)]
@@ -22,6 +26,8 @@ mod rates_file;
 mod routes;
 #[cfg(unix)]
 mod settings;
+#[cfg(unix)]
+mod source;
 #[cfg(unix)]
 mod statsd;
 #[cfg(unix)]
@@ -154,12 +160,12 @@ fn run(s: settings::Settings) -> Result<(), String> {
             .map_err(|e| format!("--stdin: cannot start thread: {e}"))?;
         inputs.push(Source::Stdin);
     }
-    if let (Some(path), Some(state)) = (&s.follow, &s.state) {
+    if let Some(f) = &s.follow {
         input::follow::start(
             input::follow::Options {
-                path: path.clone(),
-                state: state.clone(),
-                from: s.follow_from,
+                path: f.path.clone(),
+                state: f.state.clone(),
+                from: f.from,
                 max_line: s.max_line_bytes,
             },
             queue.clone(),
@@ -184,7 +190,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
         },
         s.statsd,
         s.metrics_prefix,
-        s.metrics_interval,
+        s.metrics_interval.get(),
         std::process::id()
     );
 
@@ -202,7 +208,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
         inputs,
         telemetry_metrics: s.telemetry,
         flush_interval: s.flush_interval,
-        metrics_interval: s.metrics_interval,
+        metrics_interval: s.metrics_interval.get(),
         telemetry_interval: s.telemetry_interval,
         shutdown_timeout: s.shutdown_timeout,
         routes: rates_file::dir(s.publish_dir.as_deref(), s.pipe.as_deref())

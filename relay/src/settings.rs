@@ -2,6 +2,8 @@
 //! [`Settings`]. Flags override environment variables; every error names the
 //! flag or variable it is about.
 
+use crate::args::Args;
+use crate::interval::MetricsInterval;
 use std::path::PathBuf;
 use std::time::Duration;
 use tdp_core::cardinality::DEFAULT_MAX_RESOURCES;
@@ -62,6 +64,15 @@ pub enum FollowFrom {
     End,
 }
 
+/// What `--follow` reads, where it keeps its position and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowSettings {
+    pub path: PathBuf,
+    /// `--state`, by default `<path>.relay-offset`.
+    pub state: PathBuf,
+    pub from: FollowFrom,
+}
+
 /// Values for records that carry none (`DD_ENV`, `DD_SERVICE`, `DD_VERSION`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Defaults {
@@ -76,9 +87,8 @@ pub struct Settings {
     /// Where the agent's sampling rates are published for the plugin.
     pub publish_dir: Option<PathBuf>,
     pub stdin: bool,
-    pub follow: Option<PathBuf>,
-    pub state: Option<PathBuf>,
-    pub follow_from: FollowFrom,
+    /// `--follow` and its companions, which mean nothing without it.
+    pub follow: Option<FollowSettings>,
     pub udp: Option<String>,
     /// `--udp-secret`: only frames with this key's MAC are read.
     pub udp_key: Option<MacKey>,
@@ -107,7 +117,7 @@ pub struct Settings {
 
     pub statsd: StatsdUrl,
     pub metrics_prefix: String,
-    pub metrics_interval: Duration,
+    pub metrics_interval: MetricsInterval,
     pub request_metrics: bool,
     pub max_samples: usize,
     pub max_resources: usize,
@@ -124,8 +134,6 @@ impl Default for Settings {
             publish_dir: None,
             stdin: false,
             follow: None,
-            state: None,
-            follow_from: FollowFrom::End,
             udp: None,
             udp_key: None,
             pipe_group: None,
@@ -154,7 +162,7 @@ impl Default for Settings {
                 port: DEFAULT_STATSD_PORT,
             },
             metrics_prefix: DEFAULT_PREFIX.to_owned(),
-            metrics_interval: Duration::from_secs(2),
+            metrics_interval: MetricsInterval::DEFAULT,
             request_metrics: true,
             max_samples: DEFAULT_MAX_SAMPLES,
             max_resources: DEFAULT_MAX_RESOURCES,
@@ -340,153 +348,135 @@ exits at once.
 /// Parses the arguments (without the program name). `env` looks up an
 /// environment variable.
 pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String> {
-    let mut s = Settings::default();
-    let mut agent_flag = None;
-    let mut statsd_flag = None;
-    let (mut env_flag, mut service_flag, mut version_flag) = (None, None, None);
-    let (mut max_resources_flag, mut secret_flag) = (None, None);
-
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value")),
-            }
-        };
-        let no_value = |inline: &Option<String>| match inline {
-            Some(_) => Err(format!("{flag} takes no value")),
-            None => Ok(()),
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--check-plugin-config" => return Ok(Command::CheckPluginConfig(value()?)),
-            "--pipe" => s.pipe = Some(path(flag, &value()?)?),
-            "--publish-dir" => s.publish_dir = Some(path(flag, &value()?)?),
-            "--stdin" => {
-                no_value(&inline)?;
-                s.stdin = true;
-            }
-            "--follow" => s.follow = Some(path(flag, &value()?)?),
-            "--state" => s.state = Some(path(flag, &value()?)?),
-            "--follow-from" => {
-                s.follow_from = match value()?.as_str() {
-                    "beginning" => FollowFrom::Beginning,
-                    "end" => FollowFrom::End,
-                    other => {
-                        return Err(format!("{flag}: {other:?} is not \"beginning\" or \"end\""));
-                    }
-                }
-            }
-            "--udp" => {
-                let v = value()?;
-                if v.rsplit_once(':')
-                    .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-                {
-                    return Err(format!(
-                        "{flag}: {v:?} is not an address and port like 127.0.0.1:8127"
-                    ));
-                }
-                s.udp = Some(v);
-            }
-            "--udp-secret" => secret_flag = Some(udp_key(flag, &value()?)?),
-            "--udp-secret-file" => secret_flag = Some(udp_key_file(flag, &value()?)?),
-            "--pipe-group" => {
-                let v = value()?;
-                s.pipe_group = Some(v.trim().parse::<u32>().map_err(|_| {
-                    format!("{flag}: {v:?} is not a numeric group id (like 65532)")
-                })?);
-            }
-            "--queue-bytes" => s.queue_bytes = count(flag, &value()?, 4096)?,
-            "--max-resources" => max_resources_flag = Some(count(flag, &value()?, 1)?),
-            "--echo-records" => {
-                no_value(&inline)?;
-                s.echo_records = true;
-            }
-            "--max-line-bytes" => s.max_line_bytes = count(flag, &value()?, 256)?,
-            "--queue-size" => s.queue_size = count(flag, &value()?, 1)?,
-            "--agent-url" => agent_flag = Some(agent_url(flag, &value()?)?),
-            "--no-traces" => {
-                no_value(&inline)?;
-                s.traces = false;
-            }
-            "--flush-interval" => s.flush_interval = duration(flag, &value()?)?,
-            "--batch-spans" => s.batch_spans = count(flag, &value()?, 1)?,
-            "--batch-bytes" => s.batch_bytes = count(flag, &value()?, 4096)?,
-            "--max-buffered-spans" => s.max_buffered_spans = count(flag, &value()?, 1)?,
-            "--max-buffered-bytes" => s.max_buffered_bytes = count(flag, &value()?, 4096)?,
-            "--connect-timeout" => s.connect_timeout = duration(flag, &value()?)?,
-            "--request-timeout" => s.request_timeout = duration(flag, &value()?)?,
-            "--payload-deadline" => s.payload_deadline = duration(flag, &value()?)?,
-            "--shutdown-timeout" => s.shutdown_timeout = duration(flag, &value()?)?,
-            "--learn-bytes" => s.learn_bytes = count(flag, &value()?, 0)? as u64,
-            "--learn-ttl" => s.learn_ttl = duration(flag, &value()?)?,
-            "--dogstatsd-url" => statsd_flag = Some(statsd_url(flag, &value()?)?),
-            "--metrics-prefix" => {
-                let p = value()?;
-                if p.is_empty()
-                    || !p
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                    || !p.starts_with(|c: char| c.is_ascii_alphabetic())
-                {
-                    return Err(format!(
-                        "{flag}: {p:?} must start with a letter and hold only letters, digits, '_' and '.'"
-                    ));
-                }
-                s.metrics_prefix = p;
-            }
-            "--metrics-interval" => s.metrics_interval = duration(flag, &value()?)?,
-            "--max-samples" => s.max_samples = count(flag, &value()?, 1)?,
-            "--no-request-metrics" => {
-                no_value(&inline)?;
-                s.request_metrics = false;
-            }
-            "--telemetry-interval" => s.telemetry_interval = duration(flag, &value()?)?,
-            "--no-telemetry" => {
-                no_value(&inline)?;
-                s.telemetry = false;
-            }
-            "--env" => env_flag = Some(value()?),
-            "--service" => service_flag = Some(value()?),
-            "--service-version" => version_flag = Some(value()?),
-            other if other.starts_with('-') => {
-                return Err(format!("unknown flag {other}"));
-            }
-            other => {
-                return Err(format!(
-                    "unexpected argument {other:?} (flags start with --)"
-                ));
-            }
-        }
+    let a = Args::read(args)?;
+    if a.help {
+        return Ok(Command::Help);
     }
+    if a.version {
+        return Ok(Command::Version);
+    }
+    if let Some(json) = a.check_plugin_config {
+        return Ok(Command::CheckPluginConfig(json));
+    }
+    let mut s = Settings::default();
+    let path_of = |v: Option<String>, flag: &str| opt(v, flag, |f: &str, v: &str| path(f, v));
+    let count_of = |v: Option<String>, flag: &str, min: usize, default: usize| {
+        Ok::<_, String>(opt(v, flag, |f: &str, v: &str| count(f, v, min))?.unwrap_or(default))
+    };
+    let duration_of = |v: Option<String>, flag: &str, default: Duration| {
+        Ok::<_, String>(opt(v, flag, |f: &str, v: &str| duration(f, v))?.unwrap_or(default))
+    };
 
-    if s.pipe.is_none() && !s.stdin && s.follow.is_none() && s.udp.is_none() {
+    s.pipe = path_of(a.pipe, "--pipe")?;
+    s.pipe_group = opt(a.pipe_group, "--pipe-group", |f: &str, v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{f}: {v:?} is not a numeric group id (like 65532)"))
+    })?;
+    s.publish_dir = path_of(a.publish_dir, "--publish-dir")?;
+    s.stdin = a.stdin;
+    let follow_flag = path_of(a.follow, "--follow")?;
+    let state_flag = path_of(a.state, "--state")?;
+    let follow_from = opt(a.follow_from, "--follow-from", |f: &str, v: &str| match v {
+        "beginning" => Ok(FollowFrom::Beginning),
+        "end" => Ok(FollowFrom::End),
+        other => Err(format!("{f}: {other:?} is not \"beginning\" or \"end\"")),
+    })?
+    .unwrap_or(FollowFrom::End);
+    s.udp = opt(a.udp, "--udp", |f: &str, v: &str| {
+        if v.rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "{f}: {v:?} is not an address and port like 127.0.0.1:8127"
+            ));
+        }
+        Ok(v.to_owned())
+    })?;
+    // Given both flags, the secret file is used.
+    let secret_flag = match opt(a.udp_secret_file, "--udp-secret-file", udp_key_file)? {
+        Some(k) => Some(k),
+        None => opt(a.udp_secret, "--udp-secret", udp_key)?,
+    };
+    s.echo_records = a.echo_records;
+    s.max_line_bytes = count_of(a.max_line_bytes, "--max-line-bytes", 256, s.max_line_bytes)?;
+    s.queue_size = count_of(a.queue_size, "--queue-size", 1, s.queue_size)?;
+    s.queue_bytes = count_of(a.queue_bytes, "--queue-bytes", 4096, s.queue_bytes)?;
+    s.learn_bytes = count_of(a.learn_bytes, "--learn-bytes", 0, s.learn_bytes as usize)? as u64;
+    s.learn_ttl = duration_of(a.learn_ttl, "--learn-ttl", s.learn_ttl)?;
+
+    let agent_flag = opt(a.agent_url, "--agent-url", agent_url)?;
+    s.traces = !a.no_traces;
+    s.flush_interval = duration_of(a.flush_interval, "--flush-interval", s.flush_interval)?;
+    s.batch_spans = count_of(a.batch_spans, "--batch-spans", 1, s.batch_spans)?;
+    s.batch_bytes = count_of(a.batch_bytes, "--batch-bytes", 4096, s.batch_bytes)?;
+    s.max_buffered_spans = count_of(
+        a.max_buffered_spans,
+        "--max-buffered-spans",
+        1,
+        s.max_buffered_spans,
+    )?;
+    s.max_buffered_bytes = count_of(
+        a.max_buffered_bytes,
+        "--max-buffered-bytes",
+        4096,
+        s.max_buffered_bytes,
+    )?;
+    s.connect_timeout = duration_of(a.connect_timeout, "--connect-timeout", s.connect_timeout)?;
+    s.request_timeout = duration_of(a.request_timeout, "--request-timeout", s.request_timeout)?;
+    s.payload_deadline = duration_of(a.payload_deadline, "--payload-deadline", s.payload_deadline)?;
+    s.shutdown_timeout = duration_of(a.shutdown_timeout, "--shutdown-timeout", s.shutdown_timeout)?;
+
+    let statsd_flag = opt(a.dogstatsd_url, "--dogstatsd-url", statsd_url)?;
+    if let Some(p) = a.metrics_prefix {
+        if p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            || !p.starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            return Err(format!(
+                "--metrics-prefix: {p:?} must start with a letter and hold only letters, digits, '_' and '.'"
+            ));
+        }
+        s.metrics_prefix = p;
+    }
+    let metrics_interval = duration_of(
+        a.metrics_interval,
+        "--metrics-interval",
+        MetricsInterval::DEFAULT.get(),
+    )?;
+    s.max_samples = count_of(a.max_samples, "--max-samples", 1, s.max_samples)?;
+    let max_resources_flag = opt(a.max_resources, "--max-resources", |f: &str, v: &str| {
+        count(f, v, 1)
+    })?;
+    s.request_metrics = !a.no_request_metrics;
+    s.telemetry_interval = duration_of(
+        a.telemetry_interval,
+        "--telemetry-interval",
+        s.telemetry_interval,
+    )?;
+    s.telemetry = !a.no_telemetry;
+    let (env_flag, service_flag, version_flag) = (a.env, a.service, a.service_version);
+
+    if s.pipe.is_none() && !s.stdin && follow_flag.is_none() && s.udp.is_none() {
         return Err("no input: give at least one of --pipe, --stdin, --follow, --udp".to_owned());
     }
-    if s.state.is_some() && s.follow.is_none() {
-        return Err("--state is only used with --follow".to_owned());
-    }
-    if let (None, Some(f)) = (&s.state, &s.follow) {
-        let mut p = f.clone().into_os_string();
-        p.push(".relay-offset");
-        s.state = Some(PathBuf::from(p));
-    }
-    let ten = Duration::from_secs(10);
-    if s.metrics_interval.is_zero() || ten.as_nanos() % s.metrics_interval.as_nanos() != 0 {
-        return Err(format!(
-            "--metrics-interval: {:?} does not divide 10s (the agent's bucket); use e.g. 1s, 2s, 5s, 10s",
-            s.metrics_interval
-        ));
-    }
+    s.follow = match (follow_flag, state_flag) {
+        (None, Some(_)) => return Err("--state is only used with --follow".to_owned()),
+        (None, None) => None,
+        (Some(path), state) => Some(FollowSettings {
+            state: state.unwrap_or_else(|| {
+                let mut p = path.clone().into_os_string();
+                p.push(".relay-offset");
+                PathBuf::from(p)
+            }),
+            path,
+            from: follow_from,
+        }),
+    };
+    s.metrics_interval =
+        MetricsInterval::new(metrics_interval).map_err(|e| format!("--metrics-interval: {e}"))?;
     for (flag, d) in [
         ("--flush-interval", s.flush_interval),
         ("--connect-timeout", s.connect_timeout),
@@ -573,6 +563,15 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             .unwrap_or_default(),
     };
     Ok(Command::Run(Box::new(s)))
+}
+
+/// A flag's value, when given, read by `f` under the flag's name.
+fn opt<T>(
+    v: Option<String>,
+    flag: &str,
+    f: impl Fn(&str, &str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    v.map(|v| f(flag, &v)).transpose()
 }
 
 fn path(flag: &str, v: &str) -> Result<PathBuf, String> {
@@ -700,392 +699,5 @@ fn env_port(env: &dyn Fn(&str) -> Option<String>, name: &str, default: u16) -> R
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn run(args: &[&str], vars: &[(&str, &str)]) -> Result<Settings, String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        match parse(&args, &|k| vars.get(k).cloned())? {
-            Command::Run(s) => Ok(*s),
-            other => Err(format!("not a run: {other:?}")),
-        }
-    }
-
-    fn err(args: &[&str]) -> String {
-        run(args, &[]).expect_err("must be rejected")
-    }
-
-    #[test]
-    fn defaults() {
-        let s = run(&["--stdin"], &[]).expect("valid");
-        assert_eq!(
-            s,
-            Settings {
-                stdin: true,
-                ..Settings::default()
-            }
-        );
-        assert_eq!(s.agent.to_string(), "http://127.0.0.1:8126");
-        assert_eq!(s.statsd.to_string(), "udp://127.0.0.1:8125");
-    }
-
-    #[test]
-    fn help_and_version() {
-        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(parse(&args(&["--help"]), &|_| None), Ok(Command::Help));
-        assert_eq!(
-            parse(&args(&["--pipe", "/x", "-V"]), &|_| None),
-            Ok(Command::Version)
-        );
-        assert_eq!(
-            parse(
-                &args(&["--check-plugin-config", "{\"service\":\"x\"}"]),
-                &|_| None
-            ),
-            Ok(Command::CheckPluginConfig("{\"service\":\"x\"}".to_owned()))
-        );
-    }
-
-    #[test]
-    fn every_flag() {
-        let s = run(
-            &[
-                "--pipe=/run/dd/x.fifo",
-                "--publish-dir",
-                "/run/dd/pub",
-                "--stdin",
-                "--follow",
-                "/var/log/traefik.log",
-                "--follow-from",
-                "beginning",
-                "--udp",
-                "127.0.0.1:8127",
-                "--echo-records",
-                "--max-line-bytes",
-                "4096",
-                "--queue-size",
-                "50",
-                "--agent-url",
-                "unix:///var/run/datadog/apm.socket",
-                "--flush-interval",
-                "250ms",
-                "--batch-spans",
-                "10",
-                "--batch-bytes",
-                "1_000_000",
-                "--max-buffered-spans",
-                "20",
-                "--max-buffered-bytes",
-                "2000000",
-                "--connect-timeout",
-                "1s",
-                "--request-timeout",
-                "3",
-                "--shutdown-timeout",
-                "1m",
-                "--dogstatsd-url",
-                "unix:///var/run/datadog/dsd.socket",
-                "--metrics-prefix",
-                "edge.proxy",
-                "--metrics-interval",
-                "5s",
-                "--max-samples",
-                "100",
-                "--no-request-metrics",
-                "--telemetry-interval",
-                "30s",
-                "--no-telemetry",
-                "--no-traces",
-                "--env",
-                "prod",
-                "--service=edge",
-                "--service-version",
-                "1.2",
-            ],
-            &[("DD_ENV", "ignored"), ("DD_SERVICE", "ignored")],
-        )
-        .expect("valid");
-        assert_eq!(s.pipe, Some(PathBuf::from("/run/dd/x.fifo")));
-        assert_eq!(s.publish_dir, Some(PathBuf::from("/run/dd/pub")));
-        assert!(s.stdin && s.echo_records);
-        assert_eq!(s.follow, Some(PathBuf::from("/var/log/traefik.log")));
-        assert_eq!(
-            s.state,
-            Some(PathBuf::from("/var/log/traefik.log.relay-offset"))
-        );
-        assert_eq!(s.follow_from, FollowFrom::Beginning);
-        assert_eq!(s.udp.as_deref(), Some("127.0.0.1:8127"));
-        assert_eq!((s.max_line_bytes, s.queue_size), (4096, 50));
-        assert_eq!(
-            s.agent,
-            AgentUrl::Unix("/var/run/datadog/apm.socket".into())
-        );
-        assert_eq!(s.flush_interval, Duration::from_millis(250));
-        assert_eq!((s.batch_spans, s.batch_bytes), (10, 1_000_000));
-        assert_eq!(s.max_buffered_spans, 20);
-        assert_eq!(s.max_buffered_bytes, 2_000_000);
-        assert_eq!(s.connect_timeout, Duration::from_secs(1));
-        assert_eq!(s.request_timeout, Duration::from_secs(3));
-        assert_eq!(s.shutdown_timeout, Duration::from_secs(60));
-        assert_eq!(
-            s.statsd,
-            StatsdUrl::Unix("/var/run/datadog/dsd.socket".into())
-        );
-        assert_eq!(s.metrics_prefix, "edge.proxy");
-        assert_eq!(s.metrics_interval, Duration::from_secs(5));
-        assert_eq!(s.max_samples, 100);
-        assert!(!s.request_metrics && !s.telemetry && !s.traces);
-        assert_eq!(s.telemetry_interval, Duration::from_secs(30));
-        assert_eq!(
-            s.defaults,
-            Defaults {
-                env: "prod".into(),
-                service: "edge".into(),
-                version: "1.2".into()
-            }
-        );
-    }
-
-    #[test]
-    fn datadog_environment() {
-        let s = run(
-            &["--udp", "0.0.0.0:8127"],
-            &[
-                ("DD_AGENT_HOST", "datadog-agent"),
-                ("DD_TRACE_AGENT_PORT", "9126"),
-                ("DD_ENV", "staging"),
-                ("DD_SERVICE", "edge"),
-                ("DD_VERSION", "7"),
-            ],
-        )
-        .expect("valid");
-        assert_eq!(s.agent.to_string(), "http://datadog-agent:9126");
-        assert_eq!(s.statsd.to_string(), "udp://datadog-agent:8125");
-        assert_eq!(
-            s.defaults,
-            Defaults {
-                env: "staging".into(),
-                service: "edge".into(),
-                version: "7".into()
-            }
-        );
-        let s = run(
-            &["--stdin"],
-            &[
-                ("DD_AGENT_HOST", "ignored-for-urls"),
-                ("DD_TRACE_AGENT_URL", "http://[::1]:8126"),
-                ("DD_DOGSTATSD_URL", "udp://10.0.0.1"),
-            ],
-        )
-        .expect("valid");
-        assert_eq!(
-            s.agent,
-            AgentUrl::Http {
-                host: "::1".into(),
-                port: 8126
-            }
-        );
-        assert_eq!(s.agent.to_string(), "http://[::1]:8126");
-        assert_eq!(s.statsd.to_string(), "udp://10.0.0.1:8125");
-        let s = run(
-            &["--stdin", "--agent-url", "http://a:1"],
-            &[("DD_TRACE_AGENT_URL", "unix:///x")],
-        )
-        .expect("valid");
-        assert_eq!(s.agent.to_string(), "http://a:1", "flag beats env");
-    }
-
-    #[test]
-    fn errors_name_the_flag_or_variable() {
-        assert_eq!(
-            err(&[]),
-            "no input: give at least one of --pipe, --stdin, --follow, --udp"
-        );
-        assert_eq!(err(&["--stdin", "--bogus"]), "unknown flag --bogus");
-        assert_eq!(err(&["--pipe"]), "--pipe needs a value");
-        assert_eq!(err(&["--stdin=yes"]), "--stdin takes no value");
-        assert_eq!(
-            err(&["--stdin", "--queue-size", "x"]),
-            "--queue-size: \"x\" is not a whole number"
-        );
-        assert_eq!(
-            err(&["--stdin", "--queue-size", "0"]),
-            "--queue-size: 0 is below the minimum 1"
-        );
-        assert_eq!(
-            err(&["--stdin", "--flush-interval", "soon"]),
-            "--flush-interval: \"soon\" is not a duration like 500ms, 2s, 1m"
-        );
-        assert_eq!(
-            err(&["--stdin", "--metrics-interval", "3s"]),
-            "--metrics-interval: 3s does not divide 10s (the agent's bucket); use e.g. 1s, 2s, 5s, 10s"
-        );
-        assert_eq!(
-            err(&["--stdin", "--agent-url", "https://x"]),
-            "--agent-url: \"https://x\" is not http://HOST:PORT or unix:///ABSOLUTE/PATH"
-        );
-        assert_eq!(
-            err(&["--stdin", "--dogstatsd-url", "udp://h:0"]),
-            "--dogstatsd-url: \"udp://h:0\" is not udp://HOST:PORT or unix:///ABSOLUTE/PATH"
-        );
-        assert_eq!(
-            err(&["--udp", "8127"]),
-            "--udp: \"8127\" is not an address and port like 127.0.0.1:8127"
-        );
-        assert_eq!(
-            err(&["--stdin", "--state", "/x"]),
-            "--state is only used with --follow"
-        );
-        assert_eq!(
-            err(&["--stdin", "--max-buffered-spans", "10"]),
-            "--max-buffered-spans: 10 is smaller than --batch-spans 1000"
-        );
-        assert_eq!(
-            err(&["--stdin", "--max-buffered-bytes", "100000"]),
-            "--max-buffered-bytes: 100000 is smaller than --batch-bytes 2000000"
-        );
-        assert_eq!(
-            err(&["--stdin", "--metrics-prefix", "9x"]),
-            "--metrics-prefix: \"9x\" must start with a letter and hold only letters, digits, '_' and '.'"
-        );
-        assert_eq!(
-            err(&["stdin"]),
-            "unexpected argument \"stdin\" (flags start with --)"
-        );
-        assert_eq!(
-            run(&["--stdin"], &[("DD_TRACE_AGENT_URL", "tcp://x")]).expect_err("bad env"),
-            "DD_TRACE_AGENT_URL: \"tcp://x\" is not http://HOST:PORT or unix:///ABSOLUTE/PATH"
-        );
-        assert_eq!(
-            run(&["--stdin"], &[("DD_DOGSTATSD_PORT", "99999")]).expect_err("bad env"),
-            "DD_DOGSTATSD_PORT: \"99999\" is not a port number (1-65535)"
-        );
-    }
-
-    #[test]
-    fn bounds_and_secret_flags_and_env() {
-        let secret = "0123456789abcdef0123456789abcdef";
-        let key = MacKey::from_secret(secret).expect("valid");
-        let s = run(
-            &[
-                "--udp",
-                "127.0.0.1:8127",
-                "--udp-secret",
-                secret,
-                "--pipe",
-                "/run/dd/x.fifo",
-                "--pipe-group",
-                "65532",
-                "--queue-bytes",
-                "1_048_576",
-                "--max-resources",
-                "50",
-            ],
-            &[(ENV_MAX_RESOURCES, "7"), (ENV_UDP_SECRET, "ignored")],
-        )
-        .expect("valid");
-        assert_eq!(s.udp_key, Some(key.clone()));
-        assert_eq!(s.pipe_group, Some(65532));
-        assert_eq!((s.queue_bytes, s.max_resources), (1 << 20, 50));
-        let s = run(
-            &["--udp", "127.0.0.1:8127"],
-            &[(ENV_MAX_RESOURCES, "7"), (ENV_UDP_SECRET, secret)],
-        )
-        .expect("valid");
-        assert_eq!((s.max_resources, s.udp_key), (7, Some(key.clone())));
-        let dir = std::env::temp_dir().join(format!("relay-secret-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let file = dir.join("secret");
-        std::fs::write(&file, format!("{secret}\n")).expect("write");
-        let f = file.to_str().expect("utf-8");
-        let s = run(&["--udp", "127.0.0.1:8127", "--udp-secret-file", f], &[]).expect("valid");
-        assert_eq!(s.udp_key, Some(key.clone()));
-        let s = run(&["--udp", "127.0.0.1:8127"], &[(ENV_UDP_SECRET_FILE, f)]).expect("valid");
-        assert_eq!(s.udp_key, Some(key));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(!format!("{s:?}").contains(secret), "never printed");
-    }
-
-    #[test]
-    fn bounds_and_secret_errors_are_explained() {
-        let e = err(&["--udp", "127.0.0.1:1", "--udp-secret", "hunter2"]);
-        assert_eq!(
-            e,
-            "--udp-secret: the secret is 7 characters long; a secret needs at least 32 \
-             (e.g. the output of `openssl rand -hex 32`)"
-        );
-        assert!(!e.contains("hunter2"));
-        assert_eq!(
-            run(&["--udp", "127.0.0.1:1"], &[(ENV_UDP_SECRET, "short")]).expect_err("bad env"),
-            "TRAEFIK_DATADOG_RELAY_UDP_SECRET: the secret is 5 characters long; a secret \
-             needs at least 32 (e.g. the output of `openssl rand -hex 32`)"
-        );
-        assert!(
-            err(&[
-                "--udp",
-                "127.0.0.1:1",
-                "--udp-secret-file",
-                "/nonexistent/s"
-            ])
-            .starts_with("--udp-secret-file: cannot read the secret from \"/nonexistent/s\": ")
-        );
-        assert_eq!(
-            run(
-                &["--udp", "127.0.0.1:1"],
-                &[(ENV_UDP_SECRET, "a"), (ENV_UDP_SECRET_FILE, "/b")]
-            )
-            .expect_err("both"),
-            "TRAEFIK_DATADOG_RELAY_UDP_SECRET and TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE are both set; keep one"
-        );
-        assert_eq!(
-            err(&[
-                "--stdin",
-                "--udp-secret",
-                "0123456789abcdef0123456789abcdef"
-            ]),
-            "--udp-secret is only used with --udp"
-        );
-        assert_eq!(
-            err(&["--stdin", "--pipe-group", "1"]),
-            "--pipe-group is only used with --pipe"
-        );
-        assert_eq!(
-            err(&["--pipe", "/x", "--pipe-group", "traefik"]),
-            "--pipe-group: \"traefik\" is not a numeric group id (like 65532)"
-        );
-        assert_eq!(
-            err(&["--stdin", "--max-resources", "0"]),
-            "--max-resources: 0 is below the minimum 1"
-        );
-        assert_eq!(
-            run(&["--stdin"], &[(ENV_MAX_RESOURCES, "lots")]).expect_err("bad env"),
-            "TRAEFIK_DATADOG_RELAY_MAX_RESOURCES: \"lots\" is not a whole number"
-        );
-        assert_eq!(
-            err(&["--stdin", "--queue-bytes", "100"]),
-            "--queue-bytes: 100 is below the minimum 4096"
-        );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration("1h"), None);
-        assert_eq!(parse_duration(""), None);
-    }
-
-    #[test]
-    fn state_default_and_explicit() {
-        let s = run(&["--follow", "/l", "--state", "/var/lib/relay/pos"], &[]).expect("valid");
-        assert_eq!(s.state, Some(PathBuf::from("/var/lib/relay/pos")));
-    }
-}
+#[path = "settings_tests.rs"]
+mod tests;

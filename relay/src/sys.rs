@@ -1,42 +1,34 @@
-//! The few system calls std does not bind: signal handlers, mkfifo(3) and
-//! the UDP receive buffer size. Everything unsafe in the relay is here.
+//! The few operating-system services std does not offer: signal handling
+//! (signal-hook), mkfifo(3), socket and pipe buffer sizes, poll(2) and
+//! recvmmsg(2) (nix). Both crates wrap the system calls safely: the relay
+//! holds no `unsafe` code.
 
-use std::ffi::CString;
-use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::AsRawFd;
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg, setsockopt, sockopt};
+use nix::sys::stat::Mode;
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-static SIGNALS: AtomicUsize = AtomicUsize::new(0);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only async-signal-safe work: atomics and _exit.
-    STOP.store(true, Ordering::SeqCst);
-    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
-        // A second signal: the user wants out now.
-        unsafe { libc::_exit(1) };
-    }
-}
+/// Set by SIGTERM/SIGINT and by [`request_stop`].
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+/// Set by a signal only: a signal after it exits at once.
+static SIGNALLED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 
 /// SIGTERM and SIGINT set the stop flag ([`stop_requested`]); a second one
-/// exits at once. SA_RESTART keeps blocking reads in the input threads from
-/// failing with EINTR.
+/// exits at once (status 1). signal-hook installs the handlers with
+/// SA_RESTART, so blocking reads in the input threads do not fail with EINTR.
 pub fn install_signal_handlers() -> io::Result<()> {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: a zeroed sigaction is valid; the handler only touches
-        // atomics and calls _exit, both async-signal-safe.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    for sig in [SIGTERM, SIGINT] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        flag::register_conditional_shutdown(sig, 1, Arc::clone(&SIGNALLED))?;
+        flag::register(sig, Arc::clone(&SIGNALLED))?;
+        flag::register(sig, Arc::clone(&STOP))?;
     }
     Ok(())
 }
@@ -53,13 +45,8 @@ pub fn request_stop() {
 /// Creates a FIFO with exactly `mode` (chmod after mkfifo, which the umask
 /// would otherwise narrow).
 pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
-    // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
-    let rc = unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let bits = Mode::from_bits_truncate(mode as nix::libc::mode_t);
+    nix::unistd::mkfifo(path, bits)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
@@ -68,81 +55,37 @@ pub fn mkfifo(path: &Path, mode: u32) -> io::Result<()> {
 /// rather than being dropped. `SO_RCVBUFFORCE` (privileged) first, then
 /// `SO_RCVBUF`, which the kernel caps at `net.core.rmem_max`. Returns the
 /// size granted (the kernel reports twice the payload room it reserves).
-pub fn set_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let set = |opt: libc::c_int| {
-        // SAFETY: a valid fd and a pointer to a c_int of the stated size.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
-    };
-    if set(libc::SO_RCVBUFFORCE) != 0 && set(libc::SO_RCVBUF) != 0 {
-        return Err(io::Error::last_os_error());
+pub fn set_recv_buffer(sock: &impl AsFd, bytes: usize) -> io::Result<usize> {
+    let v = bytes.min(i32::MAX as usize);
+    if setsockopt(sock, sockopt::RcvBufForce, &v).is_err() {
+        setsockopt(sock, sockopt::RcvBuf, &v)?;
     }
-    let mut got: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: a valid fd, an out-pointer to a c_int and its length.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut got as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(got).unwrap_or(0))
+    Ok(nix::sys::socket::getsockopt(sock, sockopt::RcvBuf)?)
 }
 
 /// Asks the kernel for a pipe buffer of `bytes` (Linux `F_SETPIPE_SZ`);
 /// returns the size granted. Unprivileged processes may get up to
 /// `/proc/sys/fs/pipe-max-size` (1 MiB by default).
 #[cfg(target_os = "linux")]
-pub fn set_pipe_size(fd: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: fcntl on a valid fd with an integer argument.
-    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, v) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(rc).unwrap_or(0))
+pub fn set_pipe_size(fd: &impl AsFd, bytes: usize) -> io::Result<usize> {
+    let v = i32::try_from(bytes).unwrap_or(i32::MAX);
+    let granted = fcntl(fd, FcntlArg::F_SETPIPE_SZ(v))?;
+    Ok(usize::try_from(granted).unwrap_or(0))
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn set_pipe_size(_fd: &impl AsRawFd, _bytes: usize) -> io::Result<usize> {
+pub fn set_pipe_size(_fd: &impl AsFd, _bytes: usize) -> io::Result<usize> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Waits up to `timeout` for `fd` to become readable.
-pub fn wait_readable(fd: &impl AsRawFd, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd for the call's duration.
-    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-    match rc {
-        -1 => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
+pub fn wait_readable(fd: &impl AsFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, ms) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -150,8 +93,7 @@ pub fn wait_readable(fd: &impl AsRawFd, timeout: std::time::Duration) -> io::Res
 pub fn rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
     Some(pages * u64::try_from(page).ok()?)
 }
 
@@ -161,9 +103,9 @@ pub fn rss_bytes() -> Option<u64> {
 pub struct Datagrams {
     slot: usize,
     bufs: Vec<u8>,
-    iovecs: Vec<libc::iovec>,
-    msgs: Vec<libc::mmsghdr>,
-    got: usize,
+    headers: MultiHeaders<()>,
+    /// Length and whether it was cut, of each datagram of the last round.
+    got: Vec<(usize, bool)>,
 }
 
 impl Datagrams {
@@ -173,61 +115,42 @@ impl Datagrams {
         Self {
             slot,
             bufs: vec![0; count * slot],
-            // SAFETY: both are plain C structs for which all-zero is valid.
-            iovecs: vec![unsafe { std::mem::zeroed() }; count],
-            msgs: vec![unsafe { std::mem::zeroed() }; count],
-            got: 0,
+            headers: MultiHeaders::preallocate(count, None),
+            got: Vec::with_capacity(count),
         }
     }
 
     /// Reads what is queued, up to the slot count, without blocking:
     /// `Ok(0)` when nothing is.
     pub fn recv(&mut self, sock: &impl AsRawFd) -> io::Result<usize> {
-        self.got = 0;
-        let base = self.bufs.as_mut_ptr();
-        for (i, (iov, msg)) in self.iovecs.iter_mut().zip(&mut self.msgs).enumerate() {
-            // SAFETY: slot i lies within `bufs` (count * slot bytes).
-            iov.iov_base = unsafe { base.add(i * self.slot) }.cast();
-            iov.iov_len = self.slot;
-            msg.msg_hdr.msg_name = std::ptr::null_mut();
-            msg.msg_hdr.msg_namelen = 0;
-            msg.msg_hdr.msg_iov = iov;
-            msg.msg_hdr.msg_iovlen = 1;
-            msg.msg_hdr.msg_control = std::ptr::null_mut();
-            msg.msg_hdr.msg_controllen = 0;
-            msg.msg_hdr.msg_flags = 0;
-            msg.msg_len = 0;
-        }
-        let vlen = libc::c_uint::try_from(self.msgs.len()).unwrap_or(libc::c_uint::MAX);
-        // SAFETY: every header points at its own iovec and slot, all alive
-        // and unaliased for the call's duration.
-        let rc = unsafe {
-            libc::recvmmsg(
-                sock.as_raw_fd(),
-                self.msgs.as_mut_ptr(),
-                vlen,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        self.got.clear();
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+            .bufs
+            .chunks_mut(self.slot)
+            .map(|c| [IoSliceMut::new(c)])
+            .collect();
+        let received = match recvmmsg(
+            sock.as_raw_fd(),
+            &mut self.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+            Err(e) => return Err(e.into()),
         };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(0),
-                _ => Err(e),
-            };
-        }
-        self.got = usize::try_from(rc).unwrap_or(0).min(self.msgs.len());
-        Ok(self.got)
+        let slot = self.slot;
+        self.got
+            .extend(received.map(|m| (m.bytes.min(slot), m.flags.contains(MsgFlags::MSG_TRUNC))));
+        Ok(self.got.len())
     }
 
     /// The datagrams of the last [`recv`](Self::recv), each with whether it
     /// was cut to the slot size.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], bool)> {
-        self.msgs[..self.got].iter().enumerate().map(|(i, m)| {
-            let len = (m.msg_len as usize).min(self.slot);
+        self.got.iter().enumerate().map(|(i, &(len, truncated))| {
             let start = i * self.slot;
-            let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             (&self.bufs[start..start + len], truncated)
         })
     }
@@ -257,5 +180,28 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(rss_bytes().expect("statm") > 0);
         }
+    }
+
+    #[test]
+    fn datagrams_longer_than_a_slot_are_cut_and_marked() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        assert!(set_recv_buffer(&rx, 1 << 16).expect("rcvbuf") > 0);
+        let mut d = Datagrams::new(4, 8);
+        assert_eq!(d.recv(&rx).expect("empty"), 0);
+        tx.send_to(b"short", rx.local_addr().expect("addr"))
+            .expect("send");
+        tx.send_to(b"0123456789", rx.local_addr().expect("addr"))
+            .expect("send");
+        assert!(wait_readable(&rx, std::time::Duration::from_secs(5)).expect("poll"));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            d.recv(&rx).expect("recv");
+            got.extend(d.iter().map(|(b, t)| (b.to_vec(), t)));
+        }
+        assert_eq!(
+            got,
+            vec![(b"short".to_vec(), false), (b"01234567".to_vec(), true)]
+        );
     }
 }

@@ -1,63 +1,159 @@
 //! The relay's own counters: shared atomics every thread bumps, and their
 //! periodic report as `<prefix>.relay.*` DogStatsD metrics and one stderr
 //! line (every telemetry interval and at exit).
+//!
+//! Each counter is declared once, in the [`counters!`] table below: its
+//! field, how it is reported to DogStatsD and its key in the stderr line.
+//! The structs, the snapshot and both reports are generated from it.
 
-use crate::input::Source;
+use crate::source::Source;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tdp_core::dogstatsd::line;
 
-#[derive(Debug, Default)]
-pub struct InputCounters {
-    /// Records decoded (whether or not the queue took them).
-    pub received: AtomicU64,
-    /// Input that carried the plugin's marker or frame but could not be read.
-    pub malformed: AtomicU64,
-    /// Records dropped because the queue was full (in records or bytes).
-    pub queue_full: AtomicU64,
-    /// Frames whose checksum failed (bytes changed on the way; UDP).
-    pub corrupted: AtomicU64,
-    /// Records seen before (same trace and span id), dropped (UDP).
-    pub duplicated: AtomicU64,
-    /// Probes that the guest says went out with a sibling's bytes (UDP):
-    /// strays among `corrupted`/`duplicated`/`malformed` that stand for no
-    /// lost record.
-    pub stray_probes: AtomicU64,
-    /// Frames dropped for want of a valid MAC under `--udp-secret`: none,
-    /// or one made with another key (UDP).
-    pub unauthenticated: AtomicU64,
+/// How a relay-wide counter reaches DogStatsD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A count: the change since the previous report.
+    Count,
+    /// A gauge: the current value.
+    Gauge,
+    /// Only in the stderr line.
+    LogOnly,
 }
 
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub inputs: [InputCounters; 4],
-    pub spans_sent: AtomicU64,
-    pub payloads_sent: AtomicU64,
-    pub payloads_retried: AtomicU64,
-    pub agent_errors: AtomicU64,
-    /// Spans dropped: oldest evicted by --max-buffered-spans.
-    pub dropped_buffer_full: AtomicU64,
-    /// Spans dropped: the agent refused the payload (4xx but 408/429), or
-    /// it kept failing (408, 429, 5xx, no answer) past the retry bounds.
-    pub dropped_rejected: AtomicU64,
-    /// Spans dropped: still held when --shutdown-timeout ran out.
-    pub dropped_shutdown: AtomicU64,
-    /// Spans that could not be encoded.
-    pub dropped_encode: AtomicU64,
-    /// Times --max-buffered-spans forced a drop.
-    pub buffer_cap_hits: AtomicU64,
-    /// Records in the input queue (gauge).
-    pub queue_depth: AtomicU64,
-    /// Estimated bytes those records hold (gauge), bounded by --queue-bytes.
-    pub queue_bytes: AtomicU64,
-    /// Records whose request metrics went to `resource:other` because the
-    /// interval already had --max-resources distinct resources.
-    pub resources_folded: AtomicU64,
-    /// Spans waiting for or in delivery (gauge).
-    pub buffered_spans: AtomicU64,
-    pub statsd_datagrams: AtomicU64,
-    pub statsd_errors: AtomicU64,
-    /// DogStatsD lines too long for one datagram.
-    pub statsd_oversized: AtomicU64,
+/// One relay-wide counter of the table.
+struct Row {
+    get: fn(&Snapshot) -> u64,
+    kind: Kind,
+    /// `<prefix>.relay.<metric>`.
+    metric: &'static str,
+    /// Its DogStatsD tags. Rows sharing a metric with `reason:` tags form a
+    /// family, logged as `metric=sum (reason=value ...)`.
+    tags: &'static str,
+    /// Its key in the stderr line.
+    key: &'static str,
+}
+
+/// One per-input counter of the table.
+struct InputRow {
+    get: fn(&Snapshot) -> &[u64; 4],
+    /// Counted for the UDP input only.
+    udp_only: bool,
+    metric: &'static str,
+    /// Tags after `input:<name>`.
+    tags: &'static str,
+    key: &'static str,
+}
+
+macro_rules! counters {
+    (
+        per_input { $( $(#[$idoc:meta])* $ifield:ident: $iscope:ident $imetric:literal $itags:literal; )* }
+        relay { $( $(#[$doc:meta])* $field:ident: $kind:ident $metric:literal $tags:literal $key:literal; )* }
+    ) => {
+        #[derive(Debug, Default)]
+        pub struct InputCounters {
+            $( $(#[$idoc])* pub $ifield: AtomicU64, )*
+        }
+
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            pub inputs: [InputCounters; 4],
+            $( $(#[$doc])* pub $field: AtomicU64, )*
+        }
+
+        /// The counters at one moment, as plain numbers.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct Snapshot {
+            $( pub $ifield: [u64; 4], )*
+            $( pub $field: u64, )*
+        }
+
+        impl Counters {
+            pub fn snapshot(&self) -> Snapshot {
+                let g = |c: &AtomicU64| c.load(Relaxed);
+                Snapshot {
+                    $( $ifield: self.inputs.each_ref().map(|i| g(&i.$ifield)), )*
+                    $( $field: g(&self.$field), )*
+                }
+            }
+        }
+
+        const INPUT_ROWS: &[InputRow] = &[
+            $( InputRow {
+                get: |s| &s.$ifield,
+                udp_only: counters!(@udp $iscope),
+                metric: $imetric,
+                tags: $itags,
+                key: stringify!($ifield),
+            }, )*
+        ];
+
+        const ROWS: &[Row] = &[
+            $( Row {
+                get: |s| s.$field,
+                kind: Kind::$kind,
+                metric: $metric,
+                tags: $tags,
+                key: $key,
+            }, )*
+        ];
+    };
+    (@udp all) => { false };
+    (@udp udp) => { true };
+}
+
+// The order of the relay rows is the order of the stderr line; DogStatsD
+// gets the counts, then the gauges, each in this order.
+counters! {
+    per_input {
+        /// Records decoded (whether or not the queue took them).
+        received: all "records_received" "";
+        /// Input that carried the plugin's marker or frame but could not be read.
+        malformed: all "records_malformed" "";
+        /// Records dropped because the queue was full (in records or bytes).
+        queue_full: all "records_dropped" ",reason:queue_full";
+        /// Frames whose checksum failed (bytes changed on the way; UDP).
+        corrupted: udp "records_corrupted" "";
+        /// Records seen before (same trace and span id), dropped (UDP).
+        duplicated: udp "records_duplicated" "";
+        /// Probes that the guest says went out with a sibling's bytes (UDP):
+        /// strays among `corrupted`/`duplicated`/`malformed` that stand for no
+        /// lost record.
+        stray_probes: udp "stray_probes" "";
+        /// Frames dropped for want of a valid MAC under `--udp-secret`: none,
+        /// or one made with another key (UDP).
+        unauthenticated: udp "records_unauthenticated" "";
+    }
+    relay {
+        spans_sent: Count "spans_sent" "" "spans_sent";
+        /// Spans dropped: oldest evicted by --max-buffered-spans.
+        dropped_buffer_full: Count "spans_dropped" "reason:buffer_full" "buffer_full";
+        /// Spans dropped: the agent refused the payload (4xx but 408/429), or
+        /// it kept failing (408, 429, 5xx, no answer) past the retry bounds.
+        dropped_rejected: Count "spans_dropped" "reason:rejected" "rejected";
+        /// Spans dropped: still held when --shutdown-timeout ran out.
+        dropped_shutdown: Count "spans_dropped" "reason:shutdown" "shutdown";
+        /// Spans that could not be encoded.
+        dropped_encode: Count "spans_dropped" "reason:encode" "encode";
+        payloads_sent: Count "payloads_sent" "" "payloads_sent";
+        payloads_retried: Count "payloads_retried" "" "payloads_retried";
+        agent_errors: Count "agent_errors" "" "agent_errors";
+        /// Times --max-buffered-spans forced a drop.
+        buffer_cap_hits: Count "buffer_cap_hits" "" "buffer_cap_hits";
+        /// Records in the input queue (gauge).
+        queue_depth: Gauge "queue_depth" "" "queue_depth";
+        /// Estimated bytes those records hold (gauge), bounded by --queue-bytes.
+        queue_bytes: Gauge "queue_bytes" "" "queue_bytes";
+        /// Spans waiting for or in delivery (gauge).
+        buffered_spans: Gauge "buffered_spans" "" "buffered_spans";
+        statsd_datagrams: LogOnly "statsd_datagrams" "" "statsd_datagrams";
+        statsd_errors: Count "statsd_errors" "" "statsd_errors";
+        /// DogStatsD lines too long for one datagram.
+        statsd_oversized: LogOnly "statsd_oversized" "" "statsd_oversized";
+        /// Records whose request metrics went to `resource:other` because the
+        /// interval already had --max-resources distinct resources.
+        resources_folded: Count "resources_folded" "" "resources_folded";
+    }
 }
 
 impl Counters {
@@ -68,63 +164,6 @@ impl Counters {
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Relaxed);
     }
-
-    pub fn snapshot(&self) -> Snapshot {
-        let g = |c: &AtomicU64| c.load(Relaxed);
-        Snapshot {
-            received: self.inputs.each_ref().map(|i| g(&i.received)),
-            malformed: self.inputs.each_ref().map(|i| g(&i.malformed)),
-            queue_full: self.inputs.each_ref().map(|i| g(&i.queue_full)),
-            corrupted: self.inputs.each_ref().map(|i| g(&i.corrupted)),
-            duplicated: self.inputs.each_ref().map(|i| g(&i.duplicated)),
-            stray_probes: self.inputs.each_ref().map(|i| g(&i.stray_probes)),
-            unauthenticated: self.inputs.each_ref().map(|i| g(&i.unauthenticated)),
-            spans_sent: g(&self.spans_sent),
-            payloads_sent: g(&self.payloads_sent),
-            payloads_retried: g(&self.payloads_retried),
-            agent_errors: g(&self.agent_errors),
-            dropped_buffer_full: g(&self.dropped_buffer_full),
-            dropped_rejected: g(&self.dropped_rejected),
-            dropped_shutdown: g(&self.dropped_shutdown),
-            dropped_encode: g(&self.dropped_encode),
-            buffer_cap_hits: g(&self.buffer_cap_hits),
-            queue_depth: g(&self.queue_depth),
-            queue_bytes: g(&self.queue_bytes),
-            resources_folded: g(&self.resources_folded),
-            buffered_spans: g(&self.buffered_spans),
-            statsd_datagrams: g(&self.statsd_datagrams),
-            statsd_errors: g(&self.statsd_errors),
-            statsd_oversized: g(&self.statsd_oversized),
-        }
-    }
-}
-
-/// The counters at one moment, as plain numbers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub received: [u64; 4],
-    pub malformed: [u64; 4],
-    pub queue_full: [u64; 4],
-    pub corrupted: [u64; 4],
-    pub duplicated: [u64; 4],
-    pub stray_probes: [u64; 4],
-    pub unauthenticated: [u64; 4],
-    pub spans_sent: u64,
-    pub payloads_sent: u64,
-    pub payloads_retried: u64,
-    pub agent_errors: u64,
-    pub dropped_buffer_full: u64,
-    pub dropped_rejected: u64,
-    pub dropped_shutdown: u64,
-    pub dropped_encode: u64,
-    pub buffer_cap_hits: u64,
-    pub queue_depth: u64,
-    pub queue_bytes: u64,
-    pub resources_folded: u64,
-    pub buffered_spans: u64,
-    pub statsd_datagrams: u64,
-    pub statsd_errors: u64,
-    pub statsd_oversized: u64,
 }
 
 impl Snapshot {
@@ -137,51 +176,38 @@ impl Snapshot {
 
     /// The stderr report: totals since start, inputs in use only.
     pub fn log_line(&self, inputs: &[Source], rss: Option<u64>) -> String {
+        use std::fmt::Write;
         let mut s = String::from("counters");
         for i in inputs {
             let k = *i as usize;
-            s.push_str(&format!(
-                " {n}.received={} {n}.malformed={} {n}.queue_full={}",
-                self.received[k],
-                self.malformed[k],
-                self.queue_full[k],
-                n = i.name()
-            ));
-            if *i == Source::Udp {
-                s.push_str(&format!(
-                    " udp.corrupted={} udp.duplicated={} udp.stray_probes={} udp.unauthenticated={}",
-                    self.corrupted[k],
-                    self.duplicated[k],
-                    self.stray_probes[k],
-                    self.unauthenticated[k]
-                ));
+            for r in INPUT_ROWS
+                .iter()
+                .filter(|r| !r.udp_only || *i == Source::Udp)
+            {
+                let _ = write!(s, " {}.{}={}", i.name(), r.key, (r.get)(self)[k]);
             }
         }
-        s.push_str(&format!(
-            " spans_sent={} spans_dropped={} (buffer_full={} rejected={} shutdown={} encode={}) \
-             payloads_sent={} payloads_retried={} agent_errors={} buffer_cap_hits={} \
-             queue_depth={} queue_bytes={} buffered_spans={} statsd_datagrams={} statsd_errors={} \
-             statsd_oversized={} resources_folded={}",
-            self.spans_sent,
-            self.spans_dropped(),
-            self.dropped_buffer_full,
-            self.dropped_rejected,
-            self.dropped_shutdown,
-            self.dropped_encode,
-            self.payloads_sent,
-            self.payloads_retried,
-            self.agent_errors,
-            self.buffer_cap_hits,
-            self.queue_depth,
-            self.queue_bytes,
-            self.buffered_spans,
-            self.statsd_datagrams,
-            self.statsd_errors,
-            self.statsd_oversized,
-            self.resources_folded,
-        ));
+        let mut rows = ROWS.iter().peekable();
+        while let Some(r) = rows.next() {
+            if !r.tags.starts_with("reason:") {
+                let _ = write!(s, " {}={}", r.key, (r.get)(self));
+                continue;
+            }
+            // A family: its sum, then each member.
+            let family: Vec<&Row> = std::iter::once(r)
+                .chain(std::iter::from_fn(|| {
+                    rows.next_if(|n| n.metric == r.metric)
+                }))
+                .collect();
+            let sum: u64 = family.iter().map(|m| (m.get)(self)).sum();
+            let parts: Vec<String> = family
+                .iter()
+                .map(|m| format!("{}={}", m.key, (m.get)(self)))
+                .collect();
+            let _ = write!(s, " {}={sum} ({})", r.metric, parts.join(" "));
+        }
         if let Some(rss) = rss {
-            s.push_str(&format!(" rss_bytes={rss}"));
+            let _ = write!(s, " rss_bytes={rss}");
         }
         s
     }
@@ -190,121 +216,30 @@ impl Snapshot {
     /// gauges the current value.
     pub fn statsd_lines(&self, prev: &Snapshot, prefix: &str, inputs: &[Source]) -> Vec<String> {
         let p = format!("{prefix}.relay");
-        let d = |now: u64, before: u64| now.saturating_sub(before);
         let mut out = Vec::new();
         for i in inputs {
             let k = *i as usize;
-            let t = format!("input:{}", i.name());
-            out.push(line(
-                &format!("{p}.records_received"),
-                d(self.received[k], prev.received[k]),
-                "c",
-                &t,
-            ));
-            out.push(line(
-                &format!("{p}.records_malformed"),
-                d(self.malformed[k], prev.malformed[k]),
-                "c",
-                &t,
-            ));
-            out.push(line(
-                &format!("{p}.records_dropped"),
-                d(self.queue_full[k], prev.queue_full[k]),
-                "c",
-                &format!("{t},reason:queue_full"),
-            ));
-            if *i == Source::Udp {
-                out.push(line(
-                    &format!("{p}.records_corrupted"),
-                    d(self.corrupted[k], prev.corrupted[k]),
-                    "c",
-                    &t,
-                ));
-                out.push(line(
-                    &format!("{p}.records_duplicated"),
-                    d(self.duplicated[k], prev.duplicated[k]),
-                    "c",
-                    &t,
-                ));
-                out.push(line(
-                    &format!("{p}.stray_probes"),
-                    d(self.stray_probes[k], prev.stray_probes[k]),
-                    "c",
-                    &t,
-                ));
-                out.push(line(
-                    &format!("{p}.records_unauthenticated"),
-                    d(self.unauthenticated[k], prev.unauthenticated[k]),
-                    "c",
-                    &t,
-                ));
+            for r in INPUT_ROWS
+                .iter()
+                .filter(|r| !r.udp_only || *i == Source::Udp)
+            {
+                let delta = (r.get)(self)[k].saturating_sub((r.get)(prev)[k]);
+                let tags = format!("input:{}{}", i.name(), r.tags);
+                out.push(line(&format!("{p}.{}", r.metric), delta, "c", &tags));
             }
         }
-        let count = |name: &str, now: u64, before: u64, tags: &str| {
-            line(&format!("{p}.{name}"), d(now, before), "c", tags)
-        };
-        out.push(count("spans_sent", self.spans_sent, prev.spans_sent, ""));
-        for (reason, now, before) in [
-            (
-                "buffer_full",
-                self.dropped_buffer_full,
-                prev.dropped_buffer_full,
-            ),
-            ("rejected", self.dropped_rejected, prev.dropped_rejected),
-            ("shutdown", self.dropped_shutdown, prev.dropped_shutdown),
-            ("encode", self.dropped_encode, prev.dropped_encode),
-        ] {
-            out.push(count(
-                "spans_dropped",
-                now,
-                before,
-                &format!("reason:{reason}"),
+        for r in ROWS.iter().filter(|r| r.kind == Kind::Count) {
+            let delta = (r.get)(self).saturating_sub((r.get)(prev));
+            out.push(line(&format!("{p}.{}", r.metric), delta, "c", r.tags));
+        }
+        for r in ROWS.iter().filter(|r| r.kind == Kind::Gauge) {
+            out.push(line(
+                &format!("{p}.{}", r.metric),
+                (r.get)(self),
+                "g",
+                r.tags,
             ));
         }
-        out.push(count(
-            "payloads_sent",
-            self.payloads_sent,
-            prev.payloads_sent,
-            "",
-        ));
-        out.push(count(
-            "payloads_retried",
-            self.payloads_retried,
-            prev.payloads_retried,
-            "",
-        ));
-        out.push(count(
-            "agent_errors",
-            self.agent_errors,
-            prev.agent_errors,
-            "",
-        ));
-        out.push(count(
-            "buffer_cap_hits",
-            self.buffer_cap_hits,
-            prev.buffer_cap_hits,
-            "",
-        ));
-        out.push(count(
-            "statsd_errors",
-            self.statsd_errors,
-            prev.statsd_errors,
-            "",
-        ));
-        out.push(count(
-            "resources_folded",
-            self.resources_folded,
-            prev.resources_folded,
-            "",
-        ));
-        out.push(line(&format!("{p}.queue_depth"), self.queue_depth, "g", ""));
-        out.push(line(&format!("{p}.queue_bytes"), self.queue_bytes, "g", ""));
-        out.push(line(
-            &format!("{p}.buffered_spans"),
-            self.buffered_spans,
-            "g",
-            "",
-        ));
         out
     }
 }

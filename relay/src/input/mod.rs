@@ -12,6 +12,7 @@ pub mod traefik_line;
 pub mod udp;
 pub mod weight;
 
+pub use crate::source::Source;
 use crate::telemetry::Counters;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,25 +20,6 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 use tdp_core::record::Record;
 use tdp_core::span::HostFields;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Pipe = 0,
-    Stdin = 1,
-    Follow = 2,
-    Udp = 3,
-}
-
-impl Source {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Pipe => "pipe",
-            Self::Stdin => "stdin",
-            Self::Follow => "follow",
-            Self::Udp => "udp",
-        }
-    }
-}
 
 /// A record and what the host said about it (log-line inputs only).
 #[derive(Debug, Clone, PartialEq)]

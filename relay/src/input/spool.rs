@@ -255,7 +255,7 @@ impl Drainer {
         });
         let opened = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path);
         let mut file = match opened {
             Ok(f) => f,
