@@ -9,7 +9,7 @@
 
 use crate::buffering::Policy;
 use crate::header_tags::HeaderTag;
-use crate::propagation::Style;
+use crate::propagation::{Settings, Style};
 use crate::sampling_rules::SamplingRule;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
@@ -472,6 +472,18 @@ fn list(v: &Value) -> Result<Vec<String>, String> {
         other => return Err(format!("{} is not a list", describe(other))),
     };
     Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+impl<'a> From<&'a Config> for Settings<'a> {
+    fn from(c: &'a Config) -> Self {
+        Settings {
+            trust_incoming: c.trust_incoming,
+            extract: &c.propagation_extract,
+            inject: &c.propagation_inject,
+            sampling_rules: &c.sampling_rules,
+            sample_rate: c.sample_rate,
+        }
+    }
 }
 
 #[cfg(test)]
