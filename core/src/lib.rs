@@ -16,6 +16,7 @@ pub mod learned;
 pub mod limits;
 pub mod mac;
 pub mod network;
+pub mod outlet;
 pub mod propagation;
 pub mod record;
 pub mod request;
