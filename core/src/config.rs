@@ -10,6 +10,7 @@
 use crate::buffering::Policy;
 use crate::header_tags::HeaderTag;
 use crate::propagation::{Settings, Style};
+use crate::sample_rate::SampleRate;
 use crate::sampling_rules::SamplingRule;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
@@ -58,7 +59,7 @@ pub struct Config {
     /// while the relay's metrics come from checksummed frames.
     pub direct_statsd: bool,
     /// The catch-all sampling rule; `None`: follow the agent's rates.
-    pub sample_rate: Option<f64>,
+    pub sample_rate: Option<SampleRate>,
     /// Rates by host, path prefix and method, before `sample_rate`.
     pub sampling_rules: Vec<SamplingRule>,
     /// What is never buffered: listed path prefixes, hosts, extensions.
@@ -279,11 +280,7 @@ impl Config {
             }
             "directStatsd" => self.direct_statsd = boolean(v)?,
             "sampleRate" => {
-                let r = number(v)?;
-                if !(0.0..=1.0).contains(&r) {
-                    return Err(format!("{r} is outside 0..1"));
-                }
-                self.sample_rate = Some(r);
+                self.sample_rate = Some(SampleRate::new(number(v)?).map_err(|e| e.to_string())?);
             }
             "samplingRules" => self.sampling_rules = crate::sampling_rules::parse(v)?,
             "unbufferedPaths" => {
@@ -528,7 +525,7 @@ mod tests {
         assert_eq!(c.agent_host, "10.0.0.2");
         assert_eq!(c.statsd_port, 9125);
         assert_eq!(c.relay_address, "10.0.0.3:9000".parse().expect("addr"));
-        assert_eq!(c.sample_rate, Some(0.25));
+        assert_eq!(c.sample_rate, SampleRate::new(0.25).ok());
         assert_eq!(c.buffering.unbuffered_paths, vec!["/download", "/events"]);
         assert_eq!(c.buffering.unbuffered_hosts, vec!["big.example"]);
     }
@@ -539,7 +536,7 @@ mod tests {
         let c =
             parse(r#"{"samplingRules":[{"host":"a.example","sampleRate":"0.5"}]}"#).expect("valid");
         assert_eq!(c.sampling_rules.len(), 1);
-        assert_eq!(c.sampling_rules[0].rate, 0.5);
+        assert_eq!(c.sampling_rules[0].rate.get(), 0.5);
         assert_eq!(
             err(r#"{"samplingRules":[{"host":"a.example"}]}"#),
             "key \"samplingRules\": rule 1: \"sampleRate\" is missing"
@@ -550,7 +547,7 @@ mod tests {
     fn strings_accepted_for_numbers_as_crd_providers_send_them() {
         let c = parse(r#"{"statsdPort":"8126","sampleRate":"0.5","version":1.5}"#).expect("valid");
         assert_eq!(c.statsd_port, 8126);
-        assert_eq!(c.sample_rate, Some(0.5));
+        assert_eq!(c.sample_rate, SampleRate::new(0.5).ok());
         assert_eq!(c.version, "1.5");
     }
 

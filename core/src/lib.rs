@@ -20,6 +20,7 @@ pub mod outlet;
 pub mod propagation;
 pub mod record;
 pub mod request;
+pub mod sample_rate;
 pub mod sampling;
 pub mod sampling_rules;
 pub mod span;

@@ -3,6 +3,7 @@
 //! than what it uses.
 
 use super::style::Style;
+use crate::sample_rate::SampleRate;
 use crate::sampling_rules::SamplingRule;
 
 #[derive(Debug, Clone, Copy)]
@@ -16,5 +17,5 @@ pub struct Settings<'a> {
     /// Rates by host, path prefix and method, before `sample_rate`.
     pub sampling_rules: &'a [SamplingRule],
     /// The catch-all rate; `None`: follow the agent's rates.
-    pub sample_rate: Option<f64>,
+    pub sample_rate: Option<SampleRate>,
 }

@@ -144,7 +144,7 @@ fn new_traces_follow_rules_then_sample_rate_then_the_agent() {
             host: "a.example".into(),
             path_prefix: None,
             method: None,
-            rate: 0.0,
+            rate: crate::sample_rate::SampleRate::NONE,
         }],
         ..Config::default()
     };
@@ -178,7 +178,7 @@ fn new_traces_follow_rules_then_sample_rate_then_the_agent() {
     let (d, _) = decision(&cfg, &input("b.example", None));
     assert_eq!((d.priority, d.mechanism, d.rate), (1, 0, 1.0));
     // `sampleRate` is the catch-all before the agent.
-    cfg.sample_rate = Some(0.07);
+    cfg.sample_rate = crate::sample_rate::SampleRate::new(0.07).ok();
     let (d, _) = decision(&cfg, &input("b.example", Some(0.0)));
     assert_eq!((d.priority, d.mechanism, d.rate), (2, 3, 0.07));
     assert_eq!(
