@@ -7,23 +7,18 @@
 //! expected, and lists may come as arrays, comma-separated strings, or the
 //! `{"0": .., "1": ..}` maps some providers produce.
 
-use crate::buffering::Policy;
+use crate::buffering::observe::Policy;
 use crate::header_tags::HeaderTag;
-use crate::propagation::{Settings, Style};
+use crate::json_value::{describe, number, string};
+use crate::propagation::settings::Settings;
+use crate::propagation::style::Style;
+pub use crate::resource_from::ResourceFrom;
 use crate::sample_rate::SampleRate;
 use crate::sampling_rules::SamplingRule;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-
-/// Where the resource name comes from. nginx users set it to the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResourceFrom {
-    Host,
-    MethodHost,
-    MethodPath,
-}
 
 /// How records leave the guest. Until the pipe and network transports exist
 /// every mode writes fallback log lines.
@@ -323,45 +318,12 @@ fn one(key: &str, problem: &str) -> ConfigError {
     }
 }
 
-pub(crate) fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "null".to_owned(),
-        Value::Bool(_) => format!("boolean {v}"),
-        Value::Number(_) => format!("number {v}"),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(_) => "a list".to_owned(),
-        Value::Object(_) => "an object".to_owned(),
-    }
-}
-
-/// Strings, and scalars that YAML may have typed (`version: 1.2`).
-pub(crate) fn string(v: &Value) -> Result<String, String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!("{} is not a string", describe(other))),
-    }
-}
-
 fn non_empty(v: &Value) -> Result<String, String> {
     let s = string(v)?;
     if s.trim().is_empty() {
         Err("must not be empty".to_owned())
     } else {
         Ok(s)
-    }
-}
-
-pub(crate) fn number(v: &Value) -> Result<f64, String> {
-    let n = match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if n.is_finite() => Ok(n),
-        _ => Err(format!("{} is not a number", describe(v))),
     }
 }
 

@@ -12,7 +12,7 @@
 //! Numbers may be strings (CRDs). `host` is matched without case; `*.example`
 //! matches every subdomain of `example`, `*` every host.
 
-use crate::config::{describe, number, string};
+use crate::json_value::{describe, number, string};
 use crate::sample_rate::SampleRate;
 use crate::sampling::Source;
 use serde_json::{Map, Value};

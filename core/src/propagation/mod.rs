@@ -46,8 +46,8 @@ mod b3;
 mod context;
 mod datadog;
 mod lex;
-mod settings;
-mod style;
+pub mod settings;
+pub mod style;
 mod tags;
 mod tracecontext;
 
