@@ -94,7 +94,7 @@ fn main() {
             host: format!("host{i}.example"),
             path_prefix: Some("/api".into()),
             method: None,
-            rate: 0.5,
+            rate: tdp_core::sample_rate::SampleRate::new(0.5).expect("a rate"),
         })
         .collect();
     per_op("decision, no rules (agent rate)", 10_000_000, |i| {

@@ -172,6 +172,7 @@ impl<S: FileSys> Follow<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample_rate::SampleRate;
     use crate::watch::{CHECK_EVERY_NS, Stamp};
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -231,9 +232,9 @@ mod tests {
 
     #[test]
     fn followed_only_through_the_mount_and_without_sample_rate() {
-        let cfg = |mode, sample_rate| Config {
+        let cfg = |mode, sample_rate: Option<f64>| Config {
             mode,
-            sample_rate,
+            sample_rate: sample_rate.map(|r| SampleRate::new(r).expect("a rate")),
             ..Config::default()
         };
         assert!(followed(&cfg(Mode::Auto, None), true));

@@ -15,8 +15,10 @@
 //!   would show them (cut to [`MAX_TAG_LEN`] bytes), so the cap's memory is
 //!   at most `max` short strings.
 
-use crate::dogstatsd::MAX_TAG_LEN;
 use std::collections::HashSet;
+
+/// Datadog keeps at most 200 characters of a tag (`key:value`).
+pub const MAX_TAG_LEN: usize = 200;
 
 /// Distinct resources per metrics interval unless configured otherwise.
 pub const DEFAULT_MAX_RESOURCES: usize = 1000;

@@ -7,22 +7,18 @@
 //! expected, and lists may come as arrays, comma-separated strings, or the
 //! `{"0": .., "1": ..}` maps some providers produce.
 
-use crate::buffering::Policy;
+use crate::buffering::observe::Policy;
 use crate::header_tags::HeaderTag;
-use crate::propagation::Style;
+use crate::json_value::{describe, number, string};
+use crate::propagation::settings::Settings;
+use crate::propagation::style::Style;
+pub use crate::resource_from::ResourceFrom;
+use crate::sample_rate::SampleRate;
 use crate::sampling_rules::SamplingRule;
 use crate::status::StatusSet;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-
-/// Where the resource name comes from. nginx users set it to the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResourceFrom {
-    Host,
-    MethodHost,
-    MethodPath,
-}
 
 /// How records leave the guest. Until the pipe and network transports exist
 /// every mode writes fallback log lines.
@@ -58,7 +54,7 @@ pub struct Config {
     /// while the relay's metrics come from checksummed frames.
     pub direct_statsd: bool,
     /// The catch-all sampling rule; `None`: follow the agent's rates.
-    pub sample_rate: Option<f64>,
+    pub sample_rate: Option<SampleRate>,
     /// Rates by host, path prefix and method, before `sample_rate`.
     pub sampling_rules: Vec<SamplingRule>,
     /// What is never buffered: listed path prefixes, hosts, extensions.
@@ -279,11 +275,7 @@ impl Config {
             }
             "directStatsd" => self.direct_statsd = boolean(v)?,
             "sampleRate" => {
-                let r = number(v)?;
-                if !(0.0..=1.0).contains(&r) {
-                    return Err(format!("{r} is outside 0..1"));
-                }
-                self.sample_rate = Some(r);
+                self.sample_rate = Some(SampleRate::new(number(v)?).map_err(|e| e.to_string())?);
             }
             "samplingRules" => self.sampling_rules = crate::sampling_rules::parse(v)?,
             "unbufferedPaths" => {
@@ -326,45 +318,12 @@ fn one(key: &str, problem: &str) -> ConfigError {
     }
 }
 
-pub(crate) fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "null".to_owned(),
-        Value::Bool(_) => format!("boolean {v}"),
-        Value::Number(_) => format!("number {v}"),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(_) => "a list".to_owned(),
-        Value::Object(_) => "an object".to_owned(),
-    }
-}
-
-/// Strings, and scalars that YAML may have typed (`version: 1.2`).
-pub(crate) fn string(v: &Value) -> Result<String, String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!("{} is not a string", describe(other))),
-    }
-}
-
 fn non_empty(v: &Value) -> Result<String, String> {
     let s = string(v)?;
     if s.trim().is_empty() {
         Err("must not be empty".to_owned())
     } else {
         Ok(s)
-    }
-}
-
-pub(crate) fn number(v: &Value) -> Result<f64, String> {
-    let n = match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if n.is_finite() => Ok(n),
-        _ => Err(format!("{} is not a number", describe(v))),
     }
 }
 
@@ -474,6 +433,18 @@ fn list(v: &Value) -> Result<Vec<String>, String> {
     Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
 }
 
+impl<'a> From<&'a Config> for Settings<'a> {
+    fn from(c: &'a Config) -> Self {
+        Settings {
+            trust_incoming: c.trust_incoming,
+            extract: &c.propagation_extract,
+            inject: &c.propagation_inject,
+            sampling_rules: &c.sampling_rules,
+            sample_rate: c.sample_rate,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,7 +487,7 @@ mod tests {
         assert_eq!(c.agent_host, "10.0.0.2");
         assert_eq!(c.statsd_port, 9125);
         assert_eq!(c.relay_address, "10.0.0.3:9000".parse().expect("addr"));
-        assert_eq!(c.sample_rate, Some(0.25));
+        assert_eq!(c.sample_rate, SampleRate::new(0.25).ok());
         assert_eq!(c.buffering.unbuffered_paths, vec!["/download", "/events"]);
         assert_eq!(c.buffering.unbuffered_hosts, vec!["big.example"]);
     }
@@ -527,7 +498,7 @@ mod tests {
         let c =
             parse(r#"{"samplingRules":[{"host":"a.example","sampleRate":"0.5"}]}"#).expect("valid");
         assert_eq!(c.sampling_rules.len(), 1);
-        assert_eq!(c.sampling_rules[0].rate, 0.5);
+        assert_eq!(c.sampling_rules[0].rate.get(), 0.5);
         assert_eq!(
             err(r#"{"samplingRules":[{"host":"a.example"}]}"#),
             "key \"samplingRules\": rule 1: \"sampleRate\" is missing"
@@ -538,7 +509,7 @@ mod tests {
     fn strings_accepted_for_numbers_as_crd_providers_send_them() {
         let c = parse(r#"{"statsdPort":"8126","sampleRate":"0.5","version":1.5}"#).expect("valid");
         assert_eq!(c.statsd_port, 8126);
-        assert_eq!(c.sample_rate, Some(0.5));
+        assert_eq!(c.sample_rate, SampleRate::new(0.5).ok());
         assert_eq!(c.version, "1.5");
     }
 

@@ -19,6 +19,7 @@
 //! "unknown" of streamed responses). No `host:` tag: DogStatsD reads it as the
 //! reporting machine's hostname.
 
+pub use crate::cardinality::MAX_TAG_LEN;
 use crate::cardinality::{DEFAULT_MAX_RESOURCES, ResourceCap, method_tag};
 use crate::record::Record;
 use std::collections::BTreeMap;
@@ -30,8 +31,6 @@ pub const DEFAULT_PREFIX: &str = "traefik_datadog";
 pub const UDP_MAX_DATAGRAM: usize = 1432;
 /// The largest datagram on the agent's Unix socket transport.
 pub const UDS_MAX_DATAGRAM: usize = 8192;
-/// Datadog keeps at most 200 characters of a tag (`key:value`).
-pub const MAX_TAG_LEN: usize = 200;
 /// Durations kept per series and interval before reservoir sampling starts.
 pub const DEFAULT_MAX_SAMPLES: usize = 4096;
 

@@ -18,86 +18,123 @@ pub const SCHEMA: u32 = 1;
 /// The exact text every line begins with.
 pub const PREFIX: &str = "{\"marker\":\"traefik-datadog\",\"schema\":1,";
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Line<'a> {
-    marker: &'a str,
-    schema: u32,
+/// Declares the line's fields once, in their order on the wire: serde
+/// attributes, name and type, how a record fills the field and, unless the
+/// field is derived from others, which record field it fills back (`$r` and
+/// `$line` name the record and the line in those expressions).
+macro_rules! line_fields {
+    ($r:ident, $line:ident;
+     $( $(#[$attr:meta])* $name:ident : $ty:ty = $enc:expr $(=> $field:ident : $dec:expr)? ; )*
+    ) => {
+        #[derive(Debug, Serialize, Deserialize)]
+        struct Line<'a> {
+            $( $(#[$attr])* $name: $ty, )*
+        }
+
+        fn to_line($r: &Record) -> Line<'_> {
+            Line { $( $name: $enc, )* }
+        }
+
+        fn from_line($line: Line<'_>) -> Result<Record, LineError> {
+            Ok(Record { $( $( $field: $dec, )? )* })
+        }
+    };
+}
+
+// Borrowed fields: the line is built per request in the guest, where each
+// copy is an allocation under a slow compiler.
+line_fields! { r, line;
+    marker: &'a str = MARKER;
+    schema: u32 = SCHEMA;
     #[serde(rename = "StartUTC")]
-    start_utc: Cow<'a, str>,
-    start_ns: i64,
+    start_utc: Cow<'a, str> = Cow::Owned(rfc3339_micros(r.start_ns));
+    start_ns: i64 = r.start_ns => start_ns: line.start_ns;
     #[serde(rename = "Duration")]
-    duration: i64,
+    duration: i64 = r.duration_ns => duration_ns: line.duration;
     #[serde(rename = "RequestHost")]
-    host: Cow<'a, str>,
+    host: Cow<'a, str> = b(&r.host) => host: line.host.into_owned();
     #[serde(rename = "RequestMethod")]
-    method: Cow<'a, str>,
+    method: Cow<'a, str> = b(&r.method) => method: line.method.into_owned();
     #[serde(rename = "RequestPath")]
-    path: Cow<'a, str>,
+    path: Cow<'a, str> = b(&r.path) => path: line.path.into_owned();
     #[serde(rename = "RequestScheme")]
-    scheme: Cow<'a, str>,
+    scheme: Cow<'a, str> = b(&r.scheme) => scheme: line.scheme.into_owned();
     #[serde(rename = "RequestProtocol")]
-    protocol: Cow<'a, str>,
+    protocol: Cow<'a, str> = b(&r.protocol) => protocol: line.protocol.into_owned();
     #[serde(rename = "DownstreamStatus")]
-    status: u16,
-    status_source: StatusSource,
+    status: u16 = r.status => status: line.status;
+    status_source: StatusSource = r.status_source => status_source: line.status_source;
     #[serde(rename = "ClientHost")]
-    client_host: Cow<'a, str>,
+    client_host: Cow<'a, str> = b(r.client_host());
     #[serde(rename = "ClientAddr")]
-    client_addr: Cow<'a, str>,
+    client_addr: Cow<'a, str> = b(&r.client_addr) => client_addr: line.client_addr.into_owned();
     #[serde(rename = "request_User-Agent")]
-    user_agent: Cow<'a, str>,
+    user_agent: Cow<'a, str> = b(&r.user_agent) => user_agent: line.user_agent.into_owned();
     #[serde(rename = "dd.trace_id")]
-    trace_id: Cow<'a, str>,
+    trace_id: Cow<'a, str> = Cow::Owned(text::u64_string(r.trace_id))
+        => trace_id: decimal_id("dd.trace_id", &line.trace_id)?;
     #[serde(rename = "dd.trace_id_high")]
-    trace_id_high: Cow<'a, str>,
+    trace_id_high: Cow<'a, str> = Cow::Owned(text::hex16(r.trace_id_high))
+        => trace_id_high: hex_id("dd.trace_id_high", &line.trace_id_high)?;
     #[serde(rename = "dd.span_id")]
-    span_id: Cow<'a, str>,
+    span_id: Cow<'a, str> = Cow::Owned(text::u64_string(r.span_id))
+        => span_id: decimal_id("dd.span_id", &line.span_id)?;
     #[serde(rename = "dd.parent_id")]
-    parent_id: Cow<'a, str>,
+    parent_id: Cow<'a, str> = Cow::Owned(text::u64_string(r.parent_id))
+        => parent_id: decimal_id("dd.parent_id", &line.parent_id)?;
     #[serde(rename = "dd.service")]
-    service: Cow<'a, str>,
+    service: Cow<'a, str> = b(&r.service) => service: line.service.into_owned();
     #[serde(rename = "dd.env")]
-    env: Cow<'a, str>,
+    env: Cow<'a, str> = b(&r.env) => env: line.env.into_owned();
     #[serde(rename = "dd.version")]
-    version: Cow<'a, str>,
+    version: Cow<'a, str> = b(&r.version) => version: line.version.into_owned();
     #[serde(rename = "dd.name")]
-    name: Cow<'a, str>,
+    name: Cow<'a, str> = b(&r.name) => name: line.name.into_owned();
     #[serde(rename = "dd.resource")]
-    resource: Cow<'a, str>,
+    resource: Cow<'a, str> = b(&r.resource) => resource: line.resource.into_owned();
     #[serde(rename = "dd.error")]
-    error: u8,
+    error: u8 = u8::from(r.error) => error: line.error != 0;
     #[serde(rename = "dd.error_type")]
-    error_type: Cow<'a, str>,
+    error_type: Cow<'a, str> = b(r.error_type());
     #[serde(rename = "dd.sampling_priority")]
-    sampling_priority: i8,
+    sampling_priority: i8 = r.sampling_priority => sampling_priority: line.sampling_priority;
     #[serde(rename = "dd.sampling_mechanism")]
-    sampling_mechanism: u8,
+    sampling_mechanism: u8 = r.sampling_mechanism => sampling_mechanism: line.sampling_mechanism;
     #[serde(rename = "dd.sample_rate")]
-    sample_rate: f64,
+    sample_rate: f64 = r.sample_rate => sample_rate: line.sample_rate;
     // Trace context propagation; empty when none. Defaulted so lines
     // written before these fields existed still read.
     #[serde(rename = "dd.origin", default)]
-    origin: Cow<'a, str>,
+    origin: Cow<'a, str> = b(&r.origin) => origin: line.origin.into_owned();
     #[serde(rename = "dd.propagation_error", default)]
-    propagation_error: Cow<'a, str>,
+    propagation_error: Cow<'a, str> = b(&r.propagation_error)
+        => propagation_error: line.propagation_error.into_owned();
     #[serde(rename = "dd.propagation_tags", default)]
-    propagation_tags: Cow<'a, str>,
+    propagation_tags: Cow<'a, str> = b(&r.propagation_tags)
+        => propagation_tags: line.propagation_tags.into_owned();
     #[serde(rename = "dd.header_tags", default, skip_serializing_if = "no_tags")]
-    header_tags: Cow<'a, BTreeMap<String, String>>,
+    header_tags: Cow<'a, BTreeMap<String, String>> = Cow::Borrowed(&r.header_tags)
+        => header_tags: line.header_tags.into_owned();
     #[serde(rename = "dd.metrics_sent", default, skip_serializing_if = "is_false")]
-    metrics_sent: bool,
-    #[serde(
-        rename = "ContentLength",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    content_length: Option<u64>,
-    #[serde(
-        rename = "GrpcStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    grpc_status: Option<u8>,
+    metrics_sent: bool = r.metrics_sent => metrics_sent: line.metrics_sent;
+    #[serde(rename = "ContentLength", default, skip_serializing_if = "Option::is_none")]
+    content_length: Option<u64> = r.content_length => content_length: line.content_length;
+    #[serde(rename = "GrpcStatus", default, skip_serializing_if = "Option::is_none")]
+    grpc_status: Option<u8> = r.grpc_status => grpc_status: line.grpc_status;
+}
+
+fn decimal_id(field: &'static str, v: &str) -> Result<u64, LineError> {
+    v.parse::<u64>().map_err(|_| LineError::BadId {
+        field,
+        value: v.to_owned(),
+    })
+}
+
+fn hex_id(field: &'static str, v: &str) -> Result<u64, LineError> {
+    u64::from_str_radix(v, 16).map_err(|_| LineError::BadId {
+        field,
+        value: v.to_owned(),
+    })
 }
 
 /// Why a line that carries the marker could not be read back.
@@ -140,49 +177,9 @@ fn b(s: &str) -> Cow<'_, str> {
 
 /// Encodes a record as its fallback line (no trailing newline).
 pub fn encode(r: &Record) -> String {
-    // Borrowed fields: the line is built per request in the guest, where
-    // each copy is an allocation under a slow compiler.
-    let line = Line {
-        marker: MARKER,
-        schema: SCHEMA,
-        start_utc: Cow::Owned(rfc3339_micros(r.start_ns)),
-        start_ns: r.start_ns,
-        duration: r.duration_ns,
-        host: b(&r.host),
-        method: b(&r.method),
-        path: b(&r.path),
-        scheme: b(&r.scheme),
-        protocol: b(&r.protocol),
-        status: r.status,
-        status_source: r.status_source,
-        client_host: b(r.client_host()),
-        client_addr: b(&r.client_addr),
-        user_agent: b(&r.user_agent),
-        trace_id: Cow::Owned(text::u64_string(r.trace_id)),
-        trace_id_high: Cow::Owned(text::hex16(r.trace_id_high)),
-        span_id: Cow::Owned(text::u64_string(r.span_id)),
-        parent_id: Cow::Owned(text::u64_string(r.parent_id)),
-        service: b(&r.service),
-        env: b(&r.env),
-        version: b(&r.version),
-        name: b(&r.name),
-        resource: b(&r.resource),
-        error: u8::from(r.error),
-        error_type: b(r.error_type()),
-        sampling_priority: r.sampling_priority,
-        sampling_mechanism: r.sampling_mechanism,
-        sample_rate: r.sample_rate,
-        origin: b(&r.origin),
-        propagation_error: b(&r.propagation_error),
-        propagation_tags: b(&r.propagation_tags),
-        header_tags: Cow::Borrowed(&r.header_tags),
-        metrics_sent: r.metrics_sent,
-        content_length: r.content_length,
-        grpc_status: r.grpc_status,
-    };
     // Serializing plain strings and numbers cannot fail; an empty line would
     // be skipped by readers rather than harm the request.
-    serde_json::to_string(&line).unwrap_or_default()
+    serde_json::to_string(&to_line(r)).unwrap_or_default()
 }
 
 /// Decodes one fallback line (the JSON object alone).
@@ -194,50 +191,7 @@ pub fn decode(text: &str) -> Result<Record, LineError> {
     if line.schema != SCHEMA {
         return Err(LineError::UnsupportedSchema(line.schema));
     }
-    let dec = |field: &'static str, v: &str| {
-        v.parse::<u64>().map_err(|_| LineError::BadId {
-            field,
-            value: v.to_owned(),
-        })
-    };
-    Ok(Record {
-        start_ns: line.start_ns,
-        duration_ns: line.duration,
-        trace_id: dec("dd.trace_id", &line.trace_id)?,
-        trace_id_high: u64::from_str_radix(&line.trace_id_high, 16).map_err(|_| {
-            LineError::BadId {
-                field: "dd.trace_id_high",
-                value: line.trace_id_high.clone().into_owned(),
-            }
-        })?,
-        span_id: dec("dd.span_id", &line.span_id)?,
-        parent_id: dec("dd.parent_id", &line.parent_id)?,
-        host: line.host.into_owned(),
-        method: line.method.into_owned(),
-        path: line.path.into_owned(),
-        scheme: line.scheme.into_owned(),
-        protocol: line.protocol.into_owned(),
-        status: line.status,
-        status_source: line.status_source,
-        client_addr: line.client_addr.into_owned(),
-        user_agent: line.user_agent.into_owned(),
-        sampling_priority: line.sampling_priority,
-        sampling_mechanism: line.sampling_mechanism,
-        sample_rate: line.sample_rate,
-        service: line.service.into_owned(),
-        env: line.env.into_owned(),
-        version: line.version.into_owned(),
-        name: line.name.into_owned(),
-        resource: line.resource.into_owned(),
-        error: line.error != 0,
-        origin: line.origin.into_owned(),
-        propagation_error: line.propagation_error.into_owned(),
-        propagation_tags: line.propagation_tags.into_owned(),
-        header_tags: line.header_tags.into_owned(),
-        metrics_sent: line.metrics_sent,
-        content_length: line.content_length,
-        grpc_status: line.grpc_status,
-    })
+    from_line(line)
 }
 
 #[cfg(test)]

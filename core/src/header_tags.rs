@@ -81,7 +81,7 @@ impl HeaderTag {
 /// A header value as a tag value: cut at a char boundary, marked as cut.
 pub fn tag_value(value: &str) -> String {
     let mut v = value.to_owned();
-    crate::limits::cut(&mut v, MAX_VALUE_LEN);
+    crate::text::cut(&mut v, MAX_VALUE_LEN);
     v
 }
 

@@ -36,7 +36,8 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// FNV-1a, to fold bytes (a client address) into a seed.
+/// FNV-1a, 64 bits: folds bytes (a client address) into a seed, and
+/// fingerprints a followed file's head in the relay; not a security measure.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)

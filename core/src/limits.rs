@@ -9,9 +9,8 @@ use crate::header_tags;
 use crate::propagation::{MAX_ORIGIN, MAX_TAGS_HEADER};
 use crate::record::Record;
 use crate::request::RequestFacts;
+pub use crate::text::{MARKER, cut};
 
-/// Ends every value that was cut.
-pub const MARKER: &str = "...";
 /// A DNS name is at most 253 bytes.
 pub const MAX_HOST: usize = 256;
 /// The longest registered method (`UPDATEREDIRECTREF`) is 17 bytes.
@@ -29,23 +28,6 @@ pub const MAX_PROPAGATION_ERROR: usize = 64;
 /// Bytes a frame body may take: a frame also has its header and, on the
 /// network, a checksum and, with `relaySecret`, a MAC.
 pub const BODY_BUDGET: usize = MAX_FRAME - HEADER_LEN - CHECKSUM_LEN - crate::mac::MAC_LEN;
-
-/// Cuts `s` to at most `max` bytes at a char boundary, the last bytes being
-/// [`MARKER`]. True if it was cut. Kept out of line: it has a dozen
-/// callers in the guest, where each inlined copy costs module size.
-#[inline(never)]
-pub fn cut(s: &mut String, max: usize) -> bool {
-    if s.len() <= max {
-        return false;
-    }
-    let mut end = max.saturating_sub(MARKER.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.truncate(end);
-    s.push_str(&MARKER[..MARKER.len().min(max)]);
-    true
-}
 
 /// Raw bytes from the host as text of at most `max` bytes: invalid UTF-8
 /// becomes U+FFFD, and only the first `max + 4` bytes are converted, so a

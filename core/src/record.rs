@@ -2,10 +2,10 @@
 //! pipe, network) carries exactly this, and the relay turns it into a span
 //! and metrics with the same code.
 
-use crate::config::{Config, ResourceFrom};
 use crate::ids::TraceId;
 use crate::request::RequestFacts;
 use crate::sampling::Decision;
+use crate::{config::Config, resource_from::ResourceFrom};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -155,7 +155,7 @@ impl Record {
     /// as an error even though HTTP said 200.
     pub fn set_grpc_status(&mut self, code: u8) {
         self.grpc_status = Some(code);
-        self.error |= crate::buffering::grpc_is_error(code);
+        self.error |= crate::grpc::grpc_is_error(code);
     }
 
     /// `client_error` for 4xx, `server_error` for 5xx, whatever the error

@@ -12,7 +12,8 @@
 //! Numbers may be strings (CRDs). `host` is matched without case; `*.example`
 //! matches every subdomain of `example`, `*` every host.
 
-use crate::config::{describe, number, string};
+use crate::json_value::{describe, number, string};
+use crate::sample_rate::SampleRate;
 use crate::sampling::Source;
 use serde_json::{Map, Value};
 
@@ -28,7 +29,7 @@ pub struct SamplingRule {
     pub path_prefix: Option<String>,
     /// Uppercase.
     pub method: Option<String>,
-    pub rate: f64,
+    pub rate: SampleRate,
 }
 
 impl SamplingRule {
@@ -61,17 +62,17 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 /// Where the rate of a new trace on `host`, `path`, `method` comes from.
 pub fn source(
     rules: &[SamplingRule],
-    catch_all: Option<f64>,
+    catch_all: Option<SampleRate>,
     agent_rate: Option<f64>,
     host: &str,
     path: &str,
     method: &str,
 ) -> Source {
     if let Some(r) = rules.iter().find(|r| r.matches(host, path, method)) {
-        return Source::Rule(r.rate);
+        return Source::Rule(r.rate.get());
     }
     match (catch_all, agent_rate) {
-        (Some(rate), _) => Source::Rule(rate),
+        (Some(rate), _) => Source::Rule(rate.get()),
         (None, Some(rate)) => Source::Agent(rate),
         (None, None) => Source::Default,
     }
@@ -160,10 +161,7 @@ fn rule(item: &Value) -> Result<SamplingRule, String> {
             }
             "sampleRate" | "sample_rate" => {
                 let r = number(v).map_err(|e| format!("\"{k}\": {e}"))?;
-                if !(0.0..=1.0).contains(&r) {
-                    return Err(format!("\"{k}\": {r} is outside 0..1"));
-                }
-                rate = Some(r);
+                rate = Some(SampleRate::new(r).map_err(|e| format!("\"{k}\": {e}"))?);
             }
             other => {
                 return Err(format!(
@@ -190,7 +188,7 @@ mod tests {
             host: host.into(),
             path_prefix: path.map(Into::into),
             method: method.map(Into::into),
-            rate,
+            rate: SampleRate::new(rate).expect("a rate"),
         }
     }
 
@@ -203,6 +201,7 @@ mod tests {
             r("*.b.example", None, None, 0.5),
         ];
         let src = |catch: Option<f64>, agent: Option<f64>, host, path, method| {
+            let catch = catch.map(|r| SampleRate::new(r).expect("a rate"));
             source(&rules, catch, agent, host, path, method)
         };
         assert_eq!(

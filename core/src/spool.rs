@@ -15,7 +15,6 @@
 //!
 //! [`MAX_FRAME`]: crate::binary::MAX_FRAME
 
-use crate::config::Mode;
 use crate::transport::RETRY_NS;
 use std::fmt;
 
@@ -146,28 +145,6 @@ impl<S: SpoolSys> Spool<S> {
     }
 }
 
-/// The level of a record's fallback log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineLevel {
-    /// Lines are the transport: `log` mode, or `auto` with no mount at all.
-    Info,
-    /// The deployed transport failed: at Traefik's default level (ERROR)
-    /// anything quieter would lose the record without a trace.
-    Error,
-}
-
-/// How loud the fallback line is, from the mode and why the spool did not
-/// take the record (`None`: it was not tried, the frame did not encode).
-pub fn line_level(mode: Mode, spool: Option<SpoolError>) -> LineLevel {
-    match (mode, spool) {
-        (Mode::Log | Mode::Network, _) => LineLevel::Info,
-        (Mode::Auto, None | Some(SpoolError::Unavailable(_) | SpoolError::Waiting)) => {
-            LineLevel::Info
-        }
-        _ => LineLevel::Error,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,26 +259,6 @@ mod tests {
         assert_eq!(s.append(b"xy", 0), Ok(()), "no waiting after a write error");
         assert_eq!(s.sys.open_fds, 0);
         assert_eq!(s.stats.failed, 2);
-    }
-
-    #[test]
-    fn lines_are_errors_where_the_pipe_was_meant_to_carry_the_record() {
-        use LineLevel::{Error, Info};
-        let cases = [
-            (Mode::Log, None, Info),
-            (Mode::Auto, None, Info),
-            (Mode::Auto, Some(SpoolError::Unavailable(44)), Info),
-            (Mode::Auto, Some(SpoolError::Waiting), Info),
-            (Mode::Auto, Some(SpoolError::Full), Error),
-            (Mode::Auto, Some(SpoolError::Write(28)), Error),
-            (Mode::Pipe, None, Error),
-            (Mode::Pipe, Some(SpoolError::Unavailable(44)), Error),
-            (Mode::Pipe, Some(SpoolError::Full), Error),
-            (Mode::Network, Some(SpoolError::Full), Info),
-        ];
-        for (mode, spool, want) in cases {
-            assert_eq!(line_level(mode, spool), want, "{mode:?} {spool:?}");
-        }
     }
 
     #[test]

@@ -87,6 +87,26 @@ pub fn truncate(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
+/// Ends every value that was cut.
+pub const MARKER: &str = "...";
+
+/// Cuts `s` to at most `max` bytes at a char boundary, the last bytes being
+/// [`MARKER`]. True if it was cut. Kept out of line: it has a dozen
+/// callers in the guest, where each inlined copy costs module size.
+#[inline(never)]
+pub fn cut(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max.saturating_sub(MARKER.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(&MARKER[..MARKER.len().min(max)]);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,20 +1,18 @@
-//! Where records leave the guest. `pipe`/`auto`: the FIFO when it works,
-//! else the spool file beside it (drained by the relay);
-//! `network` (the plugin-net.wasm build): a checksummed frame to the relay
-//! over UDP, sealed with a MAC when `relaySecret` is set (and with
-//! `directStatsd` the DogStatsD lines straight to the
-//! agent); and whenever those fail, or in
-//! `log` mode, the fallback log line, so no record is ever dropped silently.
+//! Carries out the route [`tdp_core::outlet`] decides for each record: the
+//! FIFO, the spool, UDP to the relay (the plugin-net.wasm build; sealed with
+//! a MAC when `relaySecret` is set, and with `directStatsd` the DogStatsD
+//! lines straight to the agent), and last the fallback log line.
 
 use super::pipe::WasiPipe;
 use super::spool::WasiSpool;
 use http_wasm_guest::host::log;
 use tdp_core::binary;
-use tdp_core::config::{Config, ConfigError, Mode};
+use tdp_core::config::{Config, ConfigError};
 use tdp_core::fallback;
 use tdp_core::limits;
+use tdp_core::outlet::{Failed, LineLevel, Outlets, Step};
 use tdp_core::record::Record;
-use tdp_core::spool::{self, LineLevel, Spool};
+use tdp_core::spool::Spool;
 use tdp_core::transport::Pipe;
 
 const LEVEL_INFO: i32 = 0;
@@ -22,7 +20,7 @@ const LEVEL_WARN: i32 = 1;
 const LEVEL_ERROR: i32 = 2;
 
 pub struct Emitter {
-    mode: Mode,
+    outlets: Outlets,
     pipe: Option<Pipe<WasiPipe>>,
     spool: Spool<WasiSpool>,
     #[cfg(feature = "network")]
@@ -31,21 +29,13 @@ pub struct Emitter {
 
 impl Emitter {
     pub fn new(config: &Config) -> Self {
-        let pipe = match config.mode {
-            Mode::Auto | Mode::Pipe => Some(Pipe::new(WasiPipe, &config.pipe_path)),
-            // Without the socket build, network degrades to auto.
-            Mode::Network if !cfg!(feature = "network") => {
-                Some(Pipe::new(WasiPipe, &config.pipe_path))
-            }
-            Mode::Network | Mode::Log => None,
-        };
+        let outlets = Outlets::new(config.mode, cfg!(feature = "network"));
         Self {
-            mode: config.mode,
-            pipe,
+            outlets,
+            pipe: outlets.pipe.then(|| Pipe::new(WasiPipe, &config.pipe_path)),
             spool: Spool::with_limit(WasiSpool, &config.pipe_path, config.spool_max_bytes),
             #[cfg(feature = "network")]
-            net: matches!(config.mode, Mode::Auto | Mode::Network)
-                .then(|| network::Net::new(config)),
+            net: outlets.network.then(|| network::Net::new(config)),
         }
     }
 
@@ -54,35 +44,54 @@ impl Emitter {
     pub fn record(&mut self, record: &mut Record, now_ns: i64) {
         // Whatever the request carried, the record now fits one frame.
         limits::fit(record);
-        let mut spooled = None;
-        if let Some(pipe) = self.pipe.as_mut() {
-            if let Ok(frame) = binary::encode(record) {
-                if pipe.send(&frame, now_ns).is_ok() {
+        let mut route = self.outlets.route();
+        let mut step = route.first();
+        let mut frame = None;
+        loop {
+            let failed = match step {
+                Step::Pipe => match (self.pipe.as_mut(), binary::encode(record)) {
+                    (Some(pipe), Ok(f)) => {
+                        if pipe.send(&f, now_ns).is_ok() {
+                            return;
+                        }
+                        frame = Some(f);
+                        Failed::Pipe
+                    }
+                    _ => Failed::Encode,
+                },
+                Step::Spool => match frame.as_ref() {
+                    Some(f) => match self.spool.append(f, now_ns) {
+                        Ok(()) => return,
+                        Err(e) => Failed::Spool(e),
+                    },
+                    None => Failed::Encode,
+                },
+                Step::Network => {
+                    #[cfg(feature = "network")]
+                    if let Some(net) = self.net.as_mut() {
+                        if net.send(record, now_ns) {
+                            return;
+                        }
+                    }
+                    Failed::Network
+                }
+                Step::Line(level) => {
+                    let level = match level {
+                        LineLevel::Info => LEVEL_INFO,
+                        LineLevel::Error => LEVEL_ERROR,
+                    };
+                    log::write(level, fallback::encode(record).as_bytes());
                     return;
                 }
-                match self.spool.append(&frame, now_ns) {
-                    Ok(()) => return,
-                    Err(e) => spooled = Some(e),
-                }
-            }
+            };
+            step = route.next(failed);
         }
-        #[cfg(feature = "network")]
-        if let Some(net) = self.net.as_mut() {
-            if net.send(record, now_ns) {
-                return;
-            }
-        }
-        let level = match spool::line_level(self.mode, spooled) {
-            LineLevel::Info => LEVEL_INFO,
-            LineLevel::Error => LEVEL_ERROR,
-        };
-        log::write(level, fallback::encode(record).as_bytes());
     }
 }
 
 /// Said once per instance when the configured mode needs the other build.
 pub fn mode_warning(config: &Config) {
-    if config.mode == Mode::Network && !cfg!(feature = "network") {
+    if Outlets::needs_network_build(config.mode, cfg!(feature = "network")) {
         log::write(
             LEVEL_WARN,
             b"traefik-datadog: mode \"network\" needs plugin-net.wasm (the socket build); this plugin.wasm uses the pipe, else log lines",

@@ -104,11 +104,7 @@ pub fn save_state(path: &Path, p: Position) -> io::Result<()> {
 }
 
 /// FNV-1a, 64 bits: a cheap content fingerprint, not a security measure.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+pub use tdp_core::ids::fnv1a64 as fnv1a;
 
 fn head_hash(file: &File, len: u64) -> io::Result<u64> {
     let mut buf = vec![0u8; usize::try_from(len.min(HEAD_LEN)).unwrap_or(0)];
