@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Traefik's memory across dynamic-configuration reloads, with and without this module.
+
+The real Traefik (file provider, `watch: true`) is started with one router; the dynamic
+configuration is rewritten RELOADS times (the router's rule changes, so every reload rebuilds the
+routers and their middlewares), and a few requests go through after each reload. Traefik's RSS
+and its Go runtime figures (from the `/debug/vars` expvar of its API, `memstats`) are sampled
+after each reload, then again after an idle wait with forced collections (`/debug/pprof` is not
+needed: the memstats say whether the growth is Go heap or memory outside it).
+
+Variants (each in its own Traefik):
+  plugin   - the router uses this module (log mode: no relay needed; same module, same build path)
+  floor    - the same module given an invalid config (the guest passes requests through)
+  bare     - no middleware at all
+
+Usage: PLUGIN_DIR=... python scripts/reload_memory.py [--reloads 60] [--variants plugin,floor,bare]
+          [--gogc 100] [--gomemlimit 200MiB] [--routers 1] [--wait 20]
+Prints one table line per variant: RSS start, after the reloads, after the idle wait, per reload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
+
+from harness import Backend, Route, Traefik, free_port  # noqa: E402
+
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "plugin": {"service": "edge", "mode": "log"},
+    "floor": {"mode": "invalid-on-purpose"},
+    "bare": None,
+}
+
+
+class ReloadTraefik(Traefik):
+    """Traefik with its API (debug: expvar memstats) on a port of its own, and env overrides."""
+
+    def __init__(self, *args: Any, env: dict[str, str] | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self.api_port = free_port()
+        self.extra_env = dict(env or {})
+
+    def static_config(self) -> dict[str, Any]:
+        cfg = super().static_config()
+        cfg["entryPoints"]["traefik"] = {"address": f"127.0.0.1:{self.api_port}"}
+        cfg["api"] = {"insecure": True, "debug": True, "dashboard": False}
+        return cfg
+
+    def start(self, timeout: float = 60.0) -> "ReloadTraefik":
+        saved = {k: os.environ.get(k) for k in self.extra_env}
+        os.environ.update(self.extra_env)
+        try:
+            super().start(timeout)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return self
+
+    def rss_mib(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def memstats(self) -> dict[str, Any]:
+        r = requests.get(f"http://127.0.0.1:{self.api_port}/debug/vars", timeout=10)
+        return r.json()["memstats"]
+
+    def force_gc(self) -> None:
+        # /debug/pprof/heap?gc=1 runs a collection before writing the profile.
+        requests.get(f"http://127.0.0.1:{self.api_port}/debug/pprof/heap?gc=1", timeout=30)
+
+
+def mib(n: float) -> float:
+    return n / (1 << 20)
+
+
+def snapshot(t: ReloadTraefik) -> dict[str, float]:
+    m = t.memstats()
+    return {"rss": t.rss_mib(), "heap_inuse": mib(m["HeapInuse"]), "heap_sys": mib(m["HeapSys"]),
+            "sys": mib(m["Sys"]), "num_gc": m["NumGC"]}
+
+
+def reload_and_wait(t: ReloadTraefik, routers: list[str], n: int, timeout: float = 60.0) -> None:
+    """Rewrites the rules to PathPrefix(`/r<n>/`) and waits until a request under it is routed."""
+    for name in routers:
+        t.routes[name].rule = f"PathPrefix(`/r{n}/`)"
+    t.rewrite_dynamic()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{t.url(routers[-1])}/r{n}/probe", timeout=5).status_code != 404:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"reload {n} not applied after {timeout}s")
+        time.sleep(0.05)
+
+
+def traffic(t: ReloadTraefik, routers: list[str], n: int, per_reload: int) -> None:
+    with requests.Session() as s:
+        for name in routers:
+            for i in range(per_reload):
+                s.get(f"{t.url(name)}/r{n}/t{i}", headers={"Host": "a.test"}, timeout=10)
+
+
+def run_variant(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    conf = VARIANTS[name]
+    work = tmp / name
+    work.mkdir()
+    backend = Backend(work / "backend.log")
+    routers = [f"web{i}" for i in range(args.routers)]
+    env = {}
+    if args.gogc:
+        env["GOGC"] = args.gogc
+    if args.gomemlimit:
+        env["GOMEMLIMIT"] = args.gomemlimit
+    t = ReloadTraefik(work / "traefik", backend, routes=[Route(r, ["dd"] if conf is not None else []) for r in routers],
+                      middlewares={"dd": conf} if conf is not None else None, watch=True, env=env,
+                      log_level="ERROR")
+    try:
+        t.start()
+        traffic(t, routers, 0, args.per_reload)
+        start = snapshot(t)
+        series = []
+        t0 = time.monotonic()
+        for n in range(1, args.reloads + 1):
+            reload_and_wait(t, routers, n)
+            traffic(t, routers, n, args.per_reload)
+            if n % max(1, args.reloads // 10) == 0 or n == args.reloads:
+                series.append((n, round(t.rss_mib(), 1)))
+        spent = time.monotonic() - t0
+        end = snapshot(t)
+        # Idle: does the growth come back? Collections forced, then Go's scavenger gets time.
+        for _ in range(3):
+            t.force_gc()
+            time.sleep(args.wait / 3)
+        idle = snapshot(t)
+        return {"variant": name, "start": start, "end": end, "idle": idle, "series": series,
+                "per_reload_rss": (end["rss"] - start["rss"]) / args.reloads,
+                "per_reload_rss_idle": (idle["rss"] - start["rss"]) / args.reloads,
+                "per_reload_heap_idle": (idle["heap_inuse"] - start["heap_inuse"]) / args.reloads,
+                "seconds": spent}
+    finally:
+        t.stop()
+        backend.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reloads", type=int, default=60)
+    ap.add_argument("--variants", default="plugin,floor,bare")
+    ap.add_argument("--routers", type=int, default=1, help="routers (each on its own entry point) using the middleware")
+    ap.add_argument("--per-reload", type=int, default=5, help="requests per router after each reload")
+    ap.add_argument("--wait", type=float, default=20.0, help="idle seconds (with forced GCs) after the reloads")
+    ap.add_argument("--gogc", default="")
+    ap.add_argument("--gomemlimit", default="")
+    ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
+    args = ap.parse_args()
+    results = []
+    with TemporaryDirectory(prefix="reload-memory-") as d:
+        for v in args.variants.split(","):
+            r = run_variant(v, args, Path(d))
+            results.append(r)
+            s, e, i = r["start"], r["end"], r["idle"]
+            print(f"{v:7s} reloads={args.reloads} routers={args.routers} GOGC={args.gogc or '-'} "
+                  f"GOMEMLIMIT={args.gomemlimit or '-'}: RSS {s['rss']:.1f} -> {e['rss']:.1f} MiB "
+                  f"(idle+GC {i['rss']:.1f}); per reload {r['per_reload_rss']:.2f} MiB "
+                  f"(idle {r['per_reload_rss_idle']:.2f}); Go heap in use {s['heap_inuse']:.1f} -> "
+                  f"{e['heap_inuse']:.1f} -> {i['heap_inuse']:.1f} MiB, Go Sys {s['sys']:.1f} -> {i['sys']:.1f} MiB; "
+                  f"series {r['series']}; {r['seconds']:.0f}s", flush=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
