@@ -10,11 +10,12 @@ needed: the memstats say whether the growth is Go heap or memory outside it).
 
 Variants (each in its own Traefik):
   plugin   - the router uses this module (log mode: no relay needed; same module, same build path)
+  pipe     - the same in pipe mode: settings.mounts and a FIFO (drained by a reader thread)
   floor    - the same module given an invalid config (the guest passes requests through)
   bare     - no middleware at all
 
 Usage: PLUGIN_DIR=... python scripts/reload_memory.py [--reloads 60] [--variants plugin,floor,bare]
-          [--gogc 100] [--gomemlimit 200MiB] [--routers 1] [--wait 20]
+          [--gogc 100] [--gomemlimit 200MiB] [--routers 1] [--concurrency 1] [--wait 20]
 Prints one table line per variant: RSS start, after the reloads, after the idle wait, per reload.
 """
 
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -37,6 +39,8 @@ from harness import Backend, Route, Traefik, free_port  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "plugin": {"service": "edge", "mode": "log"},
+    # The production mode: a mounted dir (settings.mounts) with the FIFO, drained by a reader.
+    "pipe": {"service": "edge", "mode": "pipe", "pipePath": "/run/dd/traefik-datadog.fifo"},
     "floor": {"mode": "invalid-on-purpose"},
     "bare": None,
 }
@@ -112,11 +116,21 @@ def reload_and_wait(t: ReloadTraefik, routers: list[str], n: int, timeout: float
         time.sleep(0.05)
 
 
-def traffic(t: ReloadTraefik, routers: list[str], n: int, per_reload: int) -> None:
-    with requests.Session() as s:
-        for name in routers:
-            for i in range(per_reload):
-                s.get(f"{t.url(name)}/r{n}/t{i}", headers={"Host": "a.test"}, timeout=10)
+def traffic(t: ReloadTraefik, routers: list[str], n: int, per_reload: int, concurrency: int = 1) -> None:
+    """`per_reload` requests per router from each of `concurrency` clients at once (as many
+    concurrent requests, so as many module instances in the handler's pool)."""
+
+    def client(c: int) -> None:
+        with requests.Session() as s:
+            for name in routers:
+                for i in range(per_reload):
+                    s.get(f"{t.url(name)}/r{n}/c{c}/t{i}", headers={"Host": "a.test"}, timeout=30)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(concurrency)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
 
 
 def run_variant(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -130,18 +144,24 @@ def run_variant(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any
         env["GOGC"] = args.gogc
     if args.gomemlimit:
         env["GOMEMLIMIT"] = args.gomemlimit
+    mounts, reader = [], None
+    if name == "pipe":
+        run_dir = work / "run"
+        run_dir.mkdir()
+        reader = FifoReader(run_dir / "traefik-datadog.fifo")
+        mounts = [f"{run_dir}:/run/dd"]
     t = ReloadTraefik(work / "traefik", backend, routes=[Route(r, ["dd"] if conf is not None else []) for r in routers],
                       middlewares={"dd": conf} if conf is not None else None, watch=True, env=env,
-                      log_level="ERROR")
+                      log_level="ERROR", mounts=mounts)
     try:
         t.start()
-        traffic(t, routers, 0, args.per_reload)
+        traffic(t, routers, 0, args.per_reload, args.concurrency)
         start = snapshot(t)
         series = []
         t0 = time.monotonic()
         for n in range(1, args.reloads + 1):
             reload_and_wait(t, routers, n)
-            traffic(t, routers, n, args.per_reload)
+            traffic(t, routers, n, args.per_reload, args.concurrency)
             if n % max(1, args.reloads // 10) == 0 or n == args.reloads:
                 series.append((n, round(t.rss_mib(), 1)))
         spent = time.monotonic() - t0
@@ -159,14 +179,40 @@ def run_variant(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any
     finally:
         t.stop()
         backend.stop()
+        if reader is not None:
+            reader.close()
+
+
+class FifoReader:
+    """Drains a FIFO in a thread, counting bytes (the relay's place, not measured here)."""
+
+    def __init__(self, path: Path):
+        os.mkfifo(path)
+        self.bytes = 0
+        # Read-write: the reader never sees end-of-file while writers come and go.
+        self.fd = os.open(path, os.O_RDWR)
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.bytes += len(os.read(self.fd, 1 << 16))
+
+    def close(self) -> None:
+        self._stop = True
+        os.write(self.fd, b"\n")
+        self._t.join(2)
+        os.close(self.fd)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reloads", type=int, default=60)
-    ap.add_argument("--variants", default="plugin,floor,bare")
+    ap.add_argument("--variants", default="plugin,pipe,floor,bare")
     ap.add_argument("--routers", type=int, default=1, help="routers (each on its own entry point) using the middleware")
-    ap.add_argument("--per-reload", type=int, default=5, help="requests per router after each reload")
+    ap.add_argument("--per-reload", type=int, default=5, help="requests per router and client after each reload")
+    ap.add_argument("--concurrency", type=int, default=1, help="clients sending at once after each reload")
     ap.add_argument("--wait", type=float, default=20.0, help="idle seconds (with forced GCs) after the reloads")
     ap.add_argument("--gogc", default="")
     ap.add_argument("--gomemlimit", default="")
@@ -179,7 +225,7 @@ def main() -> None:
             results.append(r)
             s, e, i = r["start"], r["end"], r["idle"]
             print(f"{v:7s} reloads={args.reloads} routers={args.routers} GOGC={args.gogc or '-'} "
-                  f"GOMEMLIMIT={args.gomemlimit or '-'}: RSS {s['rss']:.1f} -> {e['rss']:.1f} MiB "
+                  f"GOMEMLIMIT={args.gomemlimit or '-'} c={args.concurrency}: RSS {s['rss']:.1f} -> {e['rss']:.1f} MiB "
                   f"(idle+GC {i['rss']:.1f}); per reload {r['per_reload_rss']:.2f} MiB "
                   f"(idle {r['per_reload_rss_idle']:.2f}); Go heap in use {s['heap_inuse']:.1f} -> "
                   f"{e['heap_inuse']:.1f} -> {i['heap_inuse']:.1f} MiB, Go Sys {s['sys']:.1f} -> {i['sys']:.1f} MiB; "
