@@ -228,7 +228,8 @@ def main() -> None:
                   f"GOMEMLIMIT={args.gomemlimit or '-'} c={args.concurrency}: RSS {s['rss']:.1f} -> {e['rss']:.1f} MiB "
                   f"(idle+GC {i['rss']:.1f}); per reload {r['per_reload_rss']:.2f} MiB "
                   f"(idle {r['per_reload_rss_idle']:.2f}); Go heap in use {s['heap_inuse']:.1f} -> "
-                  f"{e['heap_inuse']:.1f} -> {i['heap_inuse']:.1f} MiB, Go Sys {s['sys']:.1f} -> {i['sys']:.1f} MiB; "
+                  f"{e['heap_inuse']:.1f} -> {i['heap_inuse']:.1f} MiB, Go Sys {s['sys']:.1f} -> {i['sys']:.1f} MiB, "
+                  f"GCs during the reloads {e['num_gc'] - s['num_gc']:.0f}; "
                   f"series {r['series']}; {r['seconds']:.0f}s", flush=True)
     if args.json:
         print(json.dumps(results, indent=1))
