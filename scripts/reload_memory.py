@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import threading
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
-from harness import Backend, Route, Traefik, free_port  # noqa: E402
+from harness import Backend, Route  # noqa: E402
+from reloads import FifoReader, ReloadTraefik, reload_and_wait, snapshot, traffic  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "plugin": {"service": "edge", "mode": "log"},
@@ -44,93 +41,6 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "floor": {"mode": "invalid-on-purpose"},
     "bare": None,
 }
-
-
-class ReloadTraefik(Traefik):
-    """Traefik with its API (debug: expvar memstats) on a port of its own, and env overrides."""
-
-    def __init__(self, *args: Any, env: dict[str, str] | None = None, **kw: Any):
-        super().__init__(*args, **kw)
-        self.api_port = free_port()
-        self.extra_env = dict(env or {})
-
-    def static_config(self) -> dict[str, Any]:
-        cfg = super().static_config()
-        cfg["entryPoints"]["traefik"] = {"address": f"127.0.0.1:{self.api_port}"}
-        cfg["api"] = {"insecure": True, "debug": True, "dashboard": False}
-        return cfg
-
-    def start(self, timeout: float = 60.0) -> "ReloadTraefik":
-        saved = {k: os.environ.get(k) for k in self.extra_env}
-        os.environ.update(self.extra_env)
-        try:
-            super().start(timeout)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        return self
-
-    def rss_mib(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
-
-    def memstats(self) -> dict[str, Any]:
-        r = requests.get(f"http://127.0.0.1:{self.api_port}/debug/vars", timeout=10)
-        return r.json()["memstats"]
-
-    def force_gc(self) -> None:
-        # /debug/pprof/heap?gc=1 runs a collection before writing the profile.
-        requests.get(f"http://127.0.0.1:{self.api_port}/debug/pprof/heap?gc=1", timeout=30)
-
-
-def mib(n: float) -> float:
-    return n / (1 << 20)
-
-
-def snapshot(t: ReloadTraefik) -> dict[str, float]:
-    m = t.memstats()
-    return {"rss": t.rss_mib(), "heap_inuse": mib(m["HeapInuse"]), "heap_sys": mib(m["HeapSys"]),
-            "sys": mib(m["Sys"]), "num_gc": m["NumGC"]}
-
-
-def reload_and_wait(t: ReloadTraefik, routers: list[str], n: int, timeout: float = 60.0) -> None:
-    """Rewrites the rules to PathPrefix(`/r<n>/`) and waits until a request under it is routed."""
-    for name in routers:
-        t.routes[name].rule = f"PathPrefix(`/r{n}/`)"
-    t.rewrite_dynamic()
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(f"{t.url(routers[-1])}/r{n}/probe", timeout=5).status_code != 404:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"reload {n} not applied after {timeout}s")
-        time.sleep(0.05)
-
-
-def traffic(t: ReloadTraefik, routers: list[str], n: int, per_reload: int, concurrency: int = 1) -> None:
-    """`per_reload` requests per router from each of `concurrency` clients at once (as many
-    concurrent requests, so as many module instances in the handler's pool)."""
-
-    def client(c: int) -> None:
-        with requests.Session() as s:
-            for name in routers:
-                for i in range(per_reload):
-                    s.get(f"{t.url(name)}/r{n}/c{c}/t{i}", headers={"Host": "a.test"}, timeout=30)
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(concurrency)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
 
 
 def run_variant(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -181,29 +91,6 @@ def run_variant(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any
         backend.stop()
         if reader is not None:
             reader.close()
-
-
-class FifoReader:
-    """Drains a FIFO in a thread, counting bytes (the relay's place, not measured here)."""
-
-    def __init__(self, path: Path):
-        os.mkfifo(path)
-        self.bytes = 0
-        # Read-write: the reader never sees end-of-file while writers come and go.
-        self.fd = os.open(path, os.O_RDWR)
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            self.bytes += len(os.read(self.fd, 1 << 16))
-
-    def close(self) -> None:
-        self._stop = True
-        os.write(self.fd, b"\n")
-        self._t.join(2)
-        os.close(self.fd)
 
 
 def main() -> None:

@@ -23,10 +23,9 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import DD_CONFIG, Backend, Route  # noqa: E402
-from reload_memory import FifoReader, ReloadTraefik, snapshot  # noqa: E402
+from reloads import FifoReader, ReloadTraefik, snapshot  # noqa: E402
 
 
 def wrk(port: int, seconds: int, conns: int) -> int:
