@@ -350,11 +350,13 @@ class Traefik:
     def wait_records(
         self,
         paths: Iterable[str],
-        timeout: float = 5.0,
+        timeout: float = 30.0,
         settle: float = 0.5,
     ) -> list[lines.Record]:
         """Waits until a record exists for every path in ``paths``, then ``settle`` seconds more
-        (so that duplicate lines would show up), and returns all non-readiness records."""
+        (so that duplicate lines would show up), and returns all non-readiness records. The
+        deadline is generous: the wait ends as soon as the records are there, and a machine busy
+        with other work only takes longer."""
         want = set(paths)
         deadline = time.monotonic() + timeout
         while True:
@@ -365,7 +367,7 @@ class Traefik:
         time.sleep(settle)
         return self.records()
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

@@ -39,6 +39,9 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)  # connection errors
     started: float = 0.0
     ended: float = 0.0
+    # path -> wall clock (time.time_ns()) when its response was read: the order in which the
+    # plugin wrote the requests' records, to the few ms a response takes to reach the client.
+    done_ns: dict[str, int] = field(default_factory=dict)
 
 
 def run(port: int, requests: list[Planned], concurrency: int, rate: float = 0.0) -> LoadResult:
@@ -72,8 +75,10 @@ def run(port: int, requests: list[Planned], concurrency: int, rate: float = 0.0)
                     result.errors.append(f"{req.path}: {e!r}")
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            done = time.time_ns()
             with lock:
                 result.sent += 1
+                result.done_ns[req.path] = done
         conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]

@@ -7,7 +7,12 @@ spans the relay reports dropped equal the requests sent. Clients never notice.
 
 - default span cap, byte cap set to 4 MiB: 10 s at 400 requests/s fits, so nothing is dropped and
   the agent gets exactly N spans; the relay's memory stays bounded while it holds them.
-- --max-buffered-spans 500: spans are dropped (counted), and delivered + dropped == N still.
+- --max-buffered-spans 500: spans are dropped (counted), and delivered + dropped == N still. The
+  oldest payloads are the ones dropped and the newest is always kept: every dropped request was
+  held during the outage (none completed well before it), and the last request to complete
+  arrived. Which other recent spans survive depends on when the relay drains: on a busy machine
+  the load can end before the agent is back, and the last payloads then evict each other down to
+  the newest ones within the cap, so "the last second of the load" is printed, not asserted.
 
 The test agent keeps what it received in memory, so its spans are read just before it is stopped,
 right after a payload arrived (the relay sends one per --flush-interval, 1 s), and the relay's own
@@ -47,7 +52,7 @@ def load_spans(traces: list[list[dict[str, Any]]]) -> dict[str, list[dict[str, A
     return out
 
 
-def traces_right_after_a_payload(agent: TestAgent, timeout: float = 5.0) -> list[list[dict[str, Any]]]:
+def traces_right_after_a_payload(agent: TestAgent, timeout: float = 30.0) -> list[list[dict[str, Any]]]:
     """The agent's traces, read as soon as their number grows (a payload just arrived)."""
     before = len(agent.traces())
     deadline = time.monotonic() + timeout
@@ -86,8 +91,8 @@ class RssSampler:
 
 
 @pytest.mark.parametrize("caps,expect_drops", [
-    (["--max-buffered-bytes", str(MAX_BUFFERED_BYTES)], False),
-    (["--max-buffered-spans", "500", "--batch-spans", "500"], True),
+    (["--max-buffered-bytes", str(MAX_BUFFERED_BYTES), "--telemetry-interval", "1s"], False),
+    (["--max-buffered-spans", "500", "--batch-spans", "500", "--telemetry-interval", "1s"], True),
 ], ids=["within-caps", "tiny-span-cap"])
 def test_agent_outage_exact_accounting(tmp_path, traefik_factory, caps, expect_drops) -> None:
     p = start_pipe_pipeline(tmp_path, traefik_factory, relay_extra=caps)
@@ -114,17 +119,19 @@ def test_agent_outage_exact_accounting(tmp_path, traefik_factory, caps, expect_d
         assert result.wrong == [], result.wrong[:5]
         assert result.sent == N
 
-        # Delivery resumes: everything sent since the agent came back arrives (bounded wait:
-        # backoff is at most 5 s, then the held payloads drain).
-        deadline = time.monotonic() + 20
+        # Delivery resumes and the relay drains: every record it read is sent or counted dropped
+        # and it holds nothing (backoff is at most 5 s, then the held payloads drain). Judged on
+        # the relay's own counters (one line a second), so a slow machine only takes longer.
+        drained_at = time.monotonic()
+        deadline = drained_at + 90
         while True:
-            after = load_spans(agent2.traces())
-            got = {k for k in after if k.startswith("/load/")}
-            newest = [r.path for r in planned[-400:]]  # the last second of the load
-            if set(newest) <= got and (expect_drops or want <= got | set(load_spans(before))):
+            c = p.relay.counters()
+            if (c and c["buffered_spans"] == 0 and c["queue_depth"] == 0
+                    and c["spans_sent"] + c["spans_dropped"] == c["pipe.received"] >= N):
                 break
-            assert time.monotonic() < deadline, f"delivery did not resume: {len(got)} load spans after the restart"
-            time.sleep(0.2)
+            assert time.monotonic() < deadline, f"the relay did not drain after the restart: {c}"
+            time.sleep(0.5)
+        drained_in = time.monotonic() - drained_at
         time.sleep(1.5)  # let late or duplicate payloads show
         after_traces = agent2.traces()
         assert p.relay.stop() == 0
@@ -145,7 +152,9 @@ def test_agent_outage_exact_accounting(tmp_path, traefik_factory, caps, expect_d
         print(f"\ncaps={caps}: delivered={delivered} (before outage {len(spans_before) - len(ready)}, after "
               f"{len(spans_after)}) dropped={dropped} (buffer_full={c['buffer_full']}, cap hits "
               f"{c['buffer_cap_hits']}) RSS before={rss_before} KiB peak during outage={rss_peak} KiB "
-              f"({sampler.samples} samples) retries={c['payloads_retried']} agent_errors={c['agent_errors']}")
+              f"({sampler.samples} samples) retries={c['payloads_retried']} agent_errors={c['agent_errors']}; "
+              f"load {result.ended - result.started:.1f}s, relay drained {drained_in:.1f}s after it; last second "
+              f"of the load delivered: {sum(r.path in load_paths for r in planned[-400:])}/400")
 
         assert in_both == set() and dupes == {}, f"duplicate spans: {list(dupes.items())[:5]}"
         assert load_paths <= want
@@ -161,13 +170,26 @@ def test_agent_outage_exact_accounting(tmp_path, traefik_factory, caps, expect_d
         assert rss_peak < RSS_CAP_KIB, f"relay RSS {rss_peak} KiB while the agent was down (cap {RSS_CAP_KIB})"
         if expect_drops:
             assert dropped > 0 and c["buffer_cap_hits"] > 0, c
-            # The oldest spans are the ones dropped: all of the last second of the load arrived.
-            assert {r.path for r in planned[-400:]} <= load_paths
+            # The oldest payloads are the ones dropped, never what came before them: between the
+            # first agent's last payload and the dropped ones lies the payload the sender was
+            # holding at the stop (about a flush interval of requests), so every dropped request
+            # completed after every request the first agent holds (250 ms allowed for a client
+            # thread that reads its response late).
+            dropped_done = min(result.done_ns[k] for k in want - load_paths)
+            before_done = max(result.done_ns[k] for k in spans_before if k.startswith("/load/"))
+            assert dropped_done > before_done - 250_000_000, (
+                f"a request that completed {(before_done - dropped_done) / 1e9:.2f}s before the first agent's "
+                f"last span was dropped")
+            # The newest payload is always kept: of the last 10 requests to complete (the last
+            # records the relay read, to a client's delay) at least one arrived.
+            last = sorted(want, key=lambda k: result.done_ns[k])[-10:]
+            assert set(last) & load_paths, f"the last requests to complete were all dropped: {last}"
         else:
             assert dropped == 0 and c["buffer_cap_hits"] == 0, c
             assert load_paths == want
         assert agent2.check_failures() == ""
-        assert time.monotonic() - down_at < 45
+        # Bounded recovery, generous for a machine busy with other work (idle: ~20 s).
+        assert time.monotonic() - down_at < 120
     finally:
         p.relay.stop()
         for a in agents:

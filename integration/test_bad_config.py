@@ -69,7 +69,7 @@ def run_case(traefik_factory, config: dict[str, Any], key: str, log_format: str 
     # The router with a good configuration of the same plugin still records.
     good = send(t.port("good"), Sent(1, "GET", "g.test", "/g/1", status=503))
     assert good.got_status == 503
-    recs = t.wait_records(["/g/1"], timeout=5.0)
+    recs = t.wait_records(["/g/1"])
     good_recs = [r for r in recs if r.data.get("RequestPath") == "/g/1"]
     assert len(good_recs) == 1
     assert record_problems(good_recs[0], good, router="good@file", entrypoint="good") == []
@@ -83,7 +83,7 @@ def run_case(traefik_factory, config: dict[str, Any], key: str, log_format: str 
     # new wasm instance runs (Traefik 3.7.15: one instance when the handler is built, one more
     # at the first request, more under concurrency or after Go's GC empties the instance
     # pool), so the same line appears once per instance: a few times, never once per request.
-    assert t.wait_until(lambda: len(t.config_errors()) >= 1, timeout=5.0), "no config error line"
+    assert t.wait_until(lambda: len(t.config_errors()) >= 1), "no config error line"
     errors = t.config_errors()
     assert len({e.text for e in errors}) == 1, f"config error lines differ: {[e.text for e in errors]}"
     assert 1 <= len(errors) <= MAX_CONFIG_ERROR_LINES, (

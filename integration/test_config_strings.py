@@ -60,7 +60,7 @@ def test_string_values_accepted(traefik: Traefik, name: str) -> None:
         req = send(traefik.port(route), Sent(i, method, host, f"/{name}/{i}", status=status))
         assert req.got_status == status
         sent.append(req)
-    records = traefik.wait_records([r.path for r in sent], timeout=5.0)
+    records = traefik.wait_records([r.path for r in sent])
     mine = [r for r in records if r.host.get("routerName") == f"{route}@file"]
     assert sorted(r.data["RequestPath"] for r in mine) == sorted(r.path for r in sent)
 

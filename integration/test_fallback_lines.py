@@ -86,7 +86,7 @@ def test_one_exact_line_per_request(traefik_factory, log_format: str, no_color: 
     assert gone.got_body == b"", "the abandoned request must not have been answered within the client timeout"
 
     all_reqs = sent + [gone]
-    records = t.wait_records([r.path for r in all_reqs], timeout=8.0, settle=0.5)
+    records = t.wait_records([r.path for r in all_reqs], settle=0.5)
     grouped = by_path(records)
 
     # Exactly one line per request, and none for anything else.

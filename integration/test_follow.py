@@ -71,7 +71,7 @@ class Follow:
     def delivered(self) -> dict[str, list[dict]]:
         return spans_by_path(self.agent, self.prefix)
 
-    def wait(self, recs: list[PluginRecord] | None = None, timeout: float = 10.0) -> dict[str, list[dict]]:
+    def wait(self, recs: list[PluginRecord] | None = None, timeout: float = 30.0) -> dict[str, list[dict]]:
         """Waits until the records (default: all written) are at the agent."""
         want = {r.path for r in (self.written if recs is None else recs)}
         deadline = time.monotonic() + timeout
@@ -137,7 +137,7 @@ def test_rename_rotation_writer_reopens_late(tmp_path, agent, statsd) -> None:
     late = f.write(50, f.dir / "traefik.log.1")
     time.sleep(0.5)
     f.write(100)  # USR1: Traefik reopened the path
-    f.wait(timeout=5)
+    f.wait()
     c = f.check_exact()
     assert c["follow.received"] == 250 and late
 

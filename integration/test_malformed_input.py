@@ -239,7 +239,7 @@ def test_malformed_input_on_every_input(tmp_path: Path) -> None:
                 time.sleep(0.0005)
         expected["udp"] = counts
 
-        def wait_delivered(timeout: float = 10.0) -> dict[str, dict[str, list[dict]]]:
+        def wait_delivered(timeout: float = 30.0) -> dict[str, dict[str, list[dict]]]:
             deadline = time.monotonic() + timeout
             while True:
                 got = {name: spans_by_path(agent, f"/mal/{name}/") for name in ok}

@@ -71,7 +71,7 @@ def fds(t: Traefik) -> dict[str, Any]:
             "targets": dict(other)}
 
 
-def wait_version(p: Any, version: str, n: int, timeout: float = 20.0) -> float:
+def wait_version(p: Any, version: str, n: int, timeout: float = 60.0) -> float:
     """Sends single requests until a DogStatsD line tagged with the new `version` arrives (the reload
     is live); returns how long it took."""
     t0 = time.monotonic()

@@ -1,7 +1,9 @@
 """N requests in -> exactly N spans at the agent and N counted hits in DogStatsD.
 
-Spans arrive within about 2 s of the load's end on an idle machine (printed); the test allows
-10 s so that a machine busy with other work does not fail it.
+Spans arrive within about 2 s of the load's end on an idle machine (printed). The assertion is
+relative, so that a machine busy with other work does not fail it while a relay that holds spans
+back still does: all spans within 10 s of the load's end, or within the load's own duration if the
+machine was slow enough to stretch that beyond 10 s (both scale with the CPU the box has to spare).
 
 Through the production path (plugin in pipe mode -> FIFO -> relay) and through the fallback path
 (plugin in log mode, Traefik's output piped into the relay), with the real Traefik, the official
@@ -27,12 +29,14 @@ def check_exact(p: Pipeline, planned: list[load.Planned], result: load.LoadResul
     assert result.errors == [], result.errors[:5]
     assert result.wrong == [], result.wrong[:5]
     want = {r.path: r for r in planned}
-    got = p.wait_spans(set(want), timeout=15.0)
+    took = result.ended - result.started
+    bound = max(10.0, took)
+    got = p.wait_spans(set(want), timeout=bound + 30.0)
     waited = time.monotonic() - result.ended
-    print(f"all spans {waited:.2f}s after the load")
+    print(f"all spans {waited:.2f}s after a load of {took:.1f}s (~2 s on an idle machine; bound {bound:.1f}s)")
     missing = sorted(set(want) - got.keys())
     assert missing == [], f"{len(missing)} requests without a span {waited:.1f}s after the load, e.g. {missing[:5]}"
-    assert waited <= 10.0, f"spans complete only {waited:.1f}s after the load"
+    assert waited <= bound, f"spans complete only {waited:.1f}s after a load of {took:.1f}s"
     dupes = {k: len(v) for k, v in got.items() if len(v) != 1}
     assert dupes == {}, f"requests with more than one span: {list(dupes.items())[:5]}"
     assert len(got) == N
@@ -50,7 +54,8 @@ def check_exact(p: Pipeline, planned: list[load.Planned], result: load.LoadResul
 
     # DogStatsD: hits sum to N, errors to the 5xx sent, per host too.
     errors_sent = sum(1 for r in planned if r.status >= 500)
-    deadline = time.monotonic() + 10.0
+    # The relay sends DogStatsD beside the spans: by now it is out, or close (generous for a busy box).
+    deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline and p.statsd.total(f"{METRIC}.hits", env="test") < N:
         time.sleep(0.1)
     hosts = Counter(r.host for r in planned)
