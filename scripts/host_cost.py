@@ -92,6 +92,8 @@ def measure(tmp: Path, tag: str, name: str, backend_port: int, n: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=2000, help="requests counted per variant")
+    ap.add_argument("--keep", metavar="DIR", help="copy each variant's callgrind dump here "
+                    "(per-function costs: callgrind_annotate --inclusive=yes)")
     ap.add_argument("variants", nargs="*", default=DEFAULT)
     args = ap.parse_args()
     if not shutil.which("valgrind"):
@@ -125,6 +127,10 @@ def main() -> int:
                 else:
                     continue
                 rows.append((name, per))
+                if args.keep:
+                    os.makedirs(args.keep, exist_ok=True)
+                    dump = sorted(glob.glob(f"{tmp}/callgrind-{i}-{attempt}.*[0-9]"))[0]
+                    shutil.copy(dump, Path(args.keep) / f"{i}-{name.split()[0]}.callgrind")
                 print(f"{name:34s} {per:10.0f} instructions/request", flush=True)
         finally:
             backend.kill()
