@@ -10,6 +10,7 @@ pub mod cardinality;
 pub mod config;
 pub mod dogstatsd;
 pub mod fallback;
+pub mod header_name;
 pub mod header_tags;
 pub mod ids;
 pub mod learned;

@@ -13,7 +13,7 @@
 //! slice past the buffer.
 
 use std::cell::RefCell;
-use tdp_core::limits;
+use tdp_core::{header_name, limits};
 
 #[link(wasm_import_module = "http_handler")]
 unsafe extern "C" {
@@ -29,6 +29,13 @@ unsafe extern "C" {
         buf: *mut u8,
         buf_limit: i32,
     ) -> i64;
+    fn set_header_value(
+        kind: i32,
+        name: *const u8,
+        name_len: i32,
+        value: *const u8,
+        value_len: i32,
+    );
 }
 
 /// Header kinds of the ABI.
@@ -154,4 +161,21 @@ impl Names {
             .split(|b| *b == 0)
             .any(|n| n.eq_ignore_ascii_case(name))
     }
+}
+
+/// Sets (overwrites) a request header. The name goes in Go's canonical
+/// spelling: the host's header map would otherwise canonicalise it with an
+/// allocation on every call.
+pub fn set_request_header(name: &str, value: &[u8]) {
+    let mut buf = [0u8; header_name::MAX_CANONICAL];
+    let name = header_name::canonical(name.as_bytes(), &mut buf).unwrap_or(name.as_bytes());
+    // The host traps on an empty name; injected names never are.
+    let (Ok(name_len), Ok(value_len)) = (i32::try_from(name.len()), i32::try_from(value.len()))
+    else {
+        return;
+    };
+    if name_len == 0 {
+        return;
+    }
+    unsafe { set_header_value(REQUEST, name.as_ptr(), name_len, value.as_ptr(), value_len) }
 }

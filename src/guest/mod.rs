@@ -151,7 +151,13 @@ impl Guest for Plugin {
             method: host::method(limits::MAX_METHOD),
             path: request::path_without_query(&uri).to_owned(),
             scheme: request::scheme(Some(&get("X-Forwarded-Proto"))).to_owned(),
-            protocol: host::protocol(limits::MAX_PROTOCOL),
+            // Only a log line shows the protocol (the span has no tag for
+            // it): a host call the other modes would pay for nothing.
+            protocol: if self.config.mode == Mode::Log {
+                host::protocol(limits::MAX_PROTOCOL)
+            } else {
+                String::new()
+            },
             user_agent: text("User-Agent", limits::MAX_USER_AGENT),
             client_addr,
         };
@@ -204,7 +210,7 @@ impl Guest for Plugin {
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
         for (name, value) in &propagation.injection.set {
-            req.header.set(name.as_bytes(), value.as_bytes());
+            host::set_request_header(name, value.as_bytes());
         }
         for name in &propagation.injection.remove {
             if present.has(name.as_bytes()) {
