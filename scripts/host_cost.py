@@ -46,7 +46,11 @@ def load(port: int, n: int) -> None:
     conn.close()
 
 
-def wait_routes(port: int, timeout: float = 300) -> None:
+# Traefik's start under callgrind takes minutes, many more on a busy machine.
+START_TIMEOUT = 900
+
+
+def wait_routes(port: int, timeout: float = START_TIMEOUT) -> None:
     """Under callgrind Traefik listens long before its routes are loaded."""
     end = time.time() + timeout
     while True:
@@ -109,7 +113,7 @@ def main() -> int:
         wrapper.chmod(0o755)
         bench.TRAEFIK = str(wrapper)
         wait = bench.wait_port
-        bench.wait_port = lambda port, timeout=300: wait(port, 300)
+        bench.wait_port = lambda port, timeout=START_TIMEOUT: wait(port, START_TIMEOUT)
         backend_port = bench.free_port()
         backend = subprocess.Popen([str(bench.BACKEND), f"127.0.0.1:{backend_port}"], stdout=subprocess.DEVNULL)
         bench.wait_port(backend_port)
