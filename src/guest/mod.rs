@@ -179,13 +179,9 @@ impl Guest for Plugin {
             method: host::method(limits::MAX_METHOD),
             path: path_of(&mut uri),
             scheme: present.scheme().to_owned(),
-            // Only a log line shows the protocol (the span has no tag for
-            // it): a host call the other modes would pay for nothing.
-            protocol: if self.config.mode == Mode::Log {
-                host::protocol(limits::MAX_PROTOCOL)
-            } else {
-                String::new()
-            },
+            // Only the log line shows it (the span has no tag for it), but
+            // whether a record becomes a line is known only at its end.
+            protocol: host::protocol(limits::MAX_PROTOCOL),
             user_agent: text("User-Agent", limits::MAX_USER_AGENT),
             client_addr,
         };
