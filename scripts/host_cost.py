@@ -46,7 +46,11 @@ def load(port: int, n: int) -> None:
     conn.close()
 
 
-def wait_routes(port: int, timeout: float = 300) -> None:
+# Traefik's start under callgrind takes minutes, many more on a busy machine.
+START_TIMEOUT = 900
+
+
+def wait_routes(port: int, timeout: float = START_TIMEOUT) -> None:
     """Under callgrind Traefik listens long before its routes are loaded."""
     end = time.time() + timeout
     while True:
@@ -92,6 +96,8 @@ def measure(tmp: Path, tag: str, name: str, backend_port: int, n: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=2000, help="requests counted per variant")
+    ap.add_argument("--keep", metavar="DIR", help="copy each variant's callgrind dump here "
+                    "(per-function costs: callgrind_annotate --inclusive=yes)")
     ap.add_argument("variants", nargs="*", default=DEFAULT)
     args = ap.parse_args()
     if not shutil.which("valgrind"):
@@ -107,7 +113,7 @@ def main() -> int:
         wrapper.chmod(0o755)
         bench.TRAEFIK = str(wrapper)
         wait = bench.wait_port
-        bench.wait_port = lambda port, timeout=300: wait(port, 300)
+        bench.wait_port = lambda port, timeout=START_TIMEOUT: wait(port, START_TIMEOUT)
         backend_port = bench.free_port()
         backend = subprocess.Popen([str(bench.BACKEND), f"127.0.0.1:{backend_port}"], stdout=subprocess.DEVNULL)
         bench.wait_port(backend_port)
@@ -125,6 +131,10 @@ def main() -> int:
                 else:
                     continue
                 rows.append((name, per))
+                if args.keep:
+                    os.makedirs(args.keep, exist_ok=True)
+                    dump = sorted(glob.glob(f"{tmp}/callgrind-{i}-{attempt}.*[0-9]"))[0]
+                    shutil.copy(dump, Path(args.keep) / f"{i}-{name.split()[0]}.callgrind")
                 print(f"{name:34s} {per:10.0f} instructions/request", flush=True)
         finally:
             backend.kill()

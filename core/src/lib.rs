@@ -11,6 +11,7 @@ pub mod config;
 pub mod dogstatsd;
 pub mod fallback;
 pub mod grpc;
+pub mod header_name;
 pub mod header_tags;
 pub mod ids;
 pub mod json_value;

@@ -13,7 +13,7 @@
 //! slice past the buffer.
 
 use std::cell::RefCell;
-use tdp_core::limits;
+use tdp_core::{header_name, limits};
 
 #[link(wasm_import_module = "http_handler")]
 unsafe extern "C" {
@@ -29,6 +29,13 @@ unsafe extern "C" {
         buf: *mut u8,
         buf_limit: i32,
     ) -> i64;
+    fn set_header_value(
+        kind: i32,
+        name: *const u8,
+        name_len: i32,
+        value: *const u8,
+        value_len: i32,
+    );
 }
 
 /// Header kinds of the ABI.
@@ -50,7 +57,7 @@ thread_local! {
 
 /// What one read gave.
 enum Read<'a> {
-    Bytes(&'a [u8]),
+    Bytes(&'a mut [u8]),
     /// Longer than [`MAX_READ`], or changed size between the two calls.
     Unreadable,
 }
@@ -75,7 +82,7 @@ fn read<R>(call: impl Fn(*mut u8, i32) -> u32, f: impl FnOnce(Read<'_>) -> R) ->
             buf.resize(len, 0);
             len = call(buf.as_mut_ptr(), limit(&buf)) as usize;
         }
-        match buf.get(..len) {
+        match buf.get_mut(..len) {
             Some(bytes) => f(Read::Bytes(bytes)),
             None => f(Read::Unreadable),
         }
@@ -121,16 +128,47 @@ pub fn source_addr(max: usize) -> String {
 /// All values of a header, comma-joined as HTTP allows, as text of at most
 /// `max` bytes; `None` if absent.
 pub fn joined(kind: i32, name: &[u8], max: usize) -> Option<String> {
+    with_joined(kind, name, |r| match r {
+        Some(b) => limits::text(b, max),
+        None => limits::MARKER.to_owned(),
+    })
+}
+
+/// `f` on all values of a header comma-joined in the read buffer itself
+/// (the same bytes [`limits::header_text`] makes, without its copies),
+/// `None` given to `f` if unreadable; `None` if absent.
+pub fn with_joined<R>(kind: i32, name: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
     // The host traps on an empty name.
     let name_len = i32::try_from(name.len()).ok().filter(|n| *n > 0)?;
     read(
         |buf, lim| length(unsafe { get_header_values(kind, name.as_ptr(), name_len, buf, lim) }),
         |r| match r {
             Read::Bytes([]) => None,
-            Read::Bytes(b) => Some(limits::header_text(b, max)),
-            Read::Unreadable => Some(limits::MARKER.to_owned()),
+            Read::Bytes(b) => {
+                let values = match b {
+                    [values @ .., 0] => values,
+                    all => all,
+                };
+                for c in values.iter_mut() {
+                    if *c == 0 {
+                        *c = b',';
+                    }
+                }
+                Some(f(Some(values)))
+            }
+            Read::Unreadable => Some(f(None)),
         },
     )
+}
+
+/// A header read as a number (`Content-Length`), parsed where it was read:
+/// as `joined(kind, name, max)` then trimmed and parsed, without the text.
+pub fn number(kind: i32, name: &[u8], max: usize) -> Option<u64> {
+    with_joined(kind, name, |r| {
+        let b = r.filter(|b| b.len() <= max)?;
+        std::str::from_utf8(b).ok()?.trim().parse().ok()
+    })
+    .flatten()
 }
 
 /// The names of one side's headers, lowercased by the host, read with one
@@ -154,4 +192,21 @@ impl Names {
             .split(|b| *b == 0)
             .any(|n| n.eq_ignore_ascii_case(name))
     }
+}
+
+/// Sets (overwrites) a request header. The name goes in Go's canonical
+/// spelling: the host's header map would otherwise canonicalise it with an
+/// allocation on every call.
+pub fn set_request_header(name: &str, value: &[u8]) {
+    let mut buf = [0u8; header_name::MAX_CANONICAL];
+    let name = header_name::canonical(name.as_bytes(), &mut buf).unwrap_or(name.as_bytes());
+    // The host traps on an empty name; injected names never are.
+    let (Ok(name_len), Ok(value_len)) = (i32::try_from(name.len()), i32::try_from(value.len()))
+    else {
+        return;
+    };
+    if name_len == 0 {
+        return;
+    }
+    unsafe { set_header_value(REQUEST, name.as_ptr(), name_len, value.as_ptr(), value_len) }
 }

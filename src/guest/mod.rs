@@ -120,6 +120,21 @@ impl Present {
         self.0.has(name)
     }
 
+    /// The scheme `X-Forwarded-Proto` says, judged where the value was read.
+    fn scheme(&self) -> &'static str {
+        const NAME: &[u8] = b"X-Forwarded-Proto";
+        let judged = self.has(NAME).then(|| {
+            host::with_joined(host::REQUEST, NAME, |v| {
+                // Bytes that are not text are not `https`.
+                let text = v.and_then(|b| std::str::from_utf8(b).ok());
+                request::scheme(Some(text.unwrap_or("")))
+            })
+        });
+        judged
+            .flatten()
+            .unwrap_or_else(|| request::scheme(Some("")))
+    }
+
     /// The header's values comma-joined as text of at most `max` bytes,
     /// asked of the host only if present.
     fn get(&self, name: &[u8], max: usize) -> Option<String> {
@@ -128,6 +143,19 @@ impl Present {
         } else {
             None
         }
+    }
+}
+
+/// The URI's path, cut in place where the path starts the URI (the usual
+/// case): one text per request instead of two.
+fn path_of(uri: &mut String) -> String {
+    let path = request::path_without_query(uri);
+    if path.as_ptr() == uri.as_ptr() {
+        let len = path.len();
+        uri.truncate(len);
+        std::mem::take(uri)
+    } else {
+        path.to_owned()
     }
 }
 
@@ -140,7 +168,7 @@ impl Guest for Plugin {
         let client_addr = host::source_addr(limits::MAX_CLIENT_ADDR);
         // The path is cut before the query goes: a long query alone never
         // marks the path as cut.
-        let uri = host::uri(limits::MAX_PATH);
+        let mut uri = host::uri(limits::MAX_PATH);
         let present = Present::read();
         let text = |name: &str, max: usize| present.get(name.as_bytes(), max).unwrap_or_default();
         let get = |name: &str| text(name, WHOLE);
@@ -149,8 +177,10 @@ impl Guest for Plugin {
             // Room for a port, stripped before the cut.
             host: request::host_without_port(&text("Host", 2 * limits::MAX_HOST)),
             method: host::method(limits::MAX_METHOD),
-            path: request::path_without_query(&uri).to_owned(),
-            scheme: request::scheme(Some(&get("X-Forwarded-Proto"))).to_owned(),
+            path: path_of(&mut uri),
+            scheme: present.scheme().to_owned(),
+            // Only the log line shows it (the span has no tag for it), but
+            // whether a record becomes a line is known only at its end.
             protocol: host::protocol(limits::MAX_PROTOCOL),
             user_agent: text("User-Agent", limits::MAX_USER_AGENT),
             client_addr,
@@ -204,7 +234,7 @@ impl Guest for Plugin {
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
         for (name, value) in &propagation.injection.set {
-            req.header.set(name.as_bytes(), value.as_bytes());
+            host::set_request_header(name, value.as_bytes());
         }
         for name in &propagation.injection.remove {
             if present.has(name.as_bytes()) {
@@ -270,7 +300,7 @@ impl Guest for Plugin {
                 )
             }
         };
-        let content_length = header(b"Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        let content_length = host::number(host::RESPONSE, b"Content-Length", 64);
         let mut record = Record::complete(
             f.facts,
             end_ns,
