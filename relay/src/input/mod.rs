@@ -4,6 +4,7 @@
 
 pub mod fifo_mode;
 pub mod follow;
+pub mod frames;
 pub mod lines;
 pub mod pipe;
 pub mod spool;

@@ -13,7 +13,7 @@
 //! records twice. A frame still being written when the file is read shows as
 //! an incomplete tail, read again on the next pass.
 
-use super::pipe::FrameReader;
+use super::frames::FrameReader;
 use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
 use crate::sys;
