@@ -106,10 +106,7 @@ const FIXED: usize = 13 * NUM + (13 + STR_OVERHEAD) + 2 + 2 * STR_OVERHEAD;
 /// A bound on the MessagePack body of `r` that is never below the real
 /// size, computed without encoding.
 pub fn encoded_upper_bound(r: &Record) -> usize {
-    let strings: usize = scalar_strings(r)
-        .iter()
-        .map(|s| s.len() + STR_OVERHEAD)
-        .sum();
+    let strings: usize = r.strings().iter().map(|s| s.len() + STR_OVERHEAD).sum();
     let tags: usize = r
         .header_tags
         .iter()
@@ -118,48 +115,18 @@ pub fn encoded_upper_bound(r: &Record) -> usize {
     FIXED + strings + tags
 }
 
-fn scalar_strings(r: &Record) -> [&String; 15] {
-    [
-        &r.host,
-        &r.method,
-        &r.path,
-        &r.scheme,
-        &r.protocol,
-        &r.client_addr,
-        &r.user_agent,
-        &r.service,
-        &r.env,
-        &r.version,
-        &r.name,
-        &r.resource,
-        &r.origin,
-        &r.propagation_error,
-        &r.propagation_tags,
-    ]
-}
-
 /// Halves the longest value (scalar or header-tag value) still longer than
 /// the marker. False if none is.
 fn halve_longest(r: &mut Record) -> bool {
-    let mut values: Vec<&mut String> = vec![
-        &mut r.host,
-        &mut r.method,
-        &mut r.path,
-        &mut r.scheme,
-        &mut r.protocol,
-        &mut r.client_addr,
-        &mut r.user_agent,
-        &mut r.service,
-        &mut r.env,
-        &mut r.version,
-        &mut r.name,
-        &mut r.resource,
-        &mut r.origin,
-        &mut r.propagation_error,
-        &mut r.propagation_tags,
-    ];
-    values.extend(r.header_tags.values_mut());
-    let Some(longest) = values.into_iter().max_by_key(|s| s.len()) else {
+    // The last value of the greatest length, header tags counted after the
+    // scalar strings: what one list in that order would give.
+    let scalars = r.strings().iter().map(|s| s.len()).max().unwrap_or(0);
+    let tags = r.header_tags.values().map(String::len).max();
+    let longest = match tags {
+        Some(t) if t >= scalars => r.header_tags.values_mut().max_by_key(|s| s.len()),
+        _ => r.strings_mut().into_iter().max_by_key(|s| s.len()),
+    };
+    let Some(longest) = longest else {
         return false;
     };
     if longest.len() <= MARKER.len() {

@@ -146,23 +146,7 @@ fn a_usual_record_is_left_alone() {
 
 fn extreme(rng: &mut Rng) -> Record {
     let mut r = sample(*rng.pick(&[200, 404, 499, 503]));
-    for s in [
-        &mut r.host,
-        &mut r.method,
-        &mut r.path,
-        &mut r.scheme,
-        &mut r.protocol,
-        &mut r.client_addr,
-        &mut r.user_agent,
-        &mut r.service,
-        &mut r.env,
-        &mut r.version,
-        &mut r.name,
-        &mut r.resource,
-        &mut r.origin,
-        &mut r.propagation_error,
-        &mut r.propagation_tags,
-    ] {
+    for s in r.strings_mut() {
         *s = rng.string();
     }
     let tags = *rng.pick(&[0, 1, 8, 60]);

@@ -172,7 +172,53 @@ impl Record {
     pub fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.host, self.path)
     }
+
+    /// The record's string fields, header tags apart: the one list for
+    /// whatever weighs, bounds or cuts them.
+    pub fn strings(&self) -> [&String; STRING_FIELDS] {
+        [
+            &self.host,
+            &self.method,
+            &self.path,
+            &self.scheme,
+            &self.protocol,
+            &self.client_addr,
+            &self.user_agent,
+            &self.service,
+            &self.env,
+            &self.version,
+            &self.name,
+            &self.resource,
+            &self.origin,
+            &self.propagation_error,
+            &self.propagation_tags,
+        ]
+    }
+
+    /// [`Record::strings`], to change them.
+    pub fn strings_mut(&mut self) -> [&mut String; STRING_FIELDS] {
+        [
+            &mut self.host,
+            &mut self.method,
+            &mut self.path,
+            &mut self.scheme,
+            &mut self.protocol,
+            &mut self.client_addr,
+            &mut self.user_agent,
+            &mut self.service,
+            &mut self.env,
+            &mut self.version,
+            &mut self.name,
+            &mut self.resource,
+            &mut self.origin,
+            &mut self.propagation_error,
+            &mut self.propagation_tags,
+        ]
+    }
 }
+
+/// How many string fields [`Record::strings`] lists.
+pub const STRING_FIELDS: usize = 15;
 
 /// The sample request of the README and the golden lines: one fixture for
 /// the tests of plugin and relay alike. Unused by the guest, so the linker

@@ -8,31 +8,15 @@ use std::mem::size_of;
 /// The envelope itself plus the bytes its strings and header tags hold.
 pub fn weight(e: &Envelope) -> u64 {
     let r = &e.record;
-    let strings = [
-        &r.host,
-        &r.method,
-        &r.path,
-        &r.scheme,
-        &r.protocol,
-        &r.client_addr,
-        &r.user_agent,
-        &r.service,
-        &r.env,
-        &r.version,
-        &r.name,
-        &r.resource,
-        &r.origin,
-        &r.propagation_error,
-        &r.propagation_tags,
-        &e.host.router_name,
-        &e.host.entrypoint_name,
-    ];
+    let strings: usize = r.strings().iter().map(|s| s.len()).sum::<usize>()
+        + e.host.router_name.len()
+        + e.host.entrypoint_name.len();
     let tags: usize = r
         .header_tags
         .iter()
         .map(|(k, v)| k.len() + v.len() + 2 * size_of::<String>())
         .sum();
-    (size_of::<Envelope>() + strings.iter().map(|s| s.len()).sum::<usize>() + tags) as u64
+    (size_of::<Envelope>() + strings + tags) as u64
 }
 
 /// The weight of a batch.
