@@ -122,18 +122,24 @@ def check_streamed_spans(p: Pipeline, paths: list[str]) -> None:
         assert s["error"] == 0
 
 
-def test_download_like_paths_stream(pipe: Pipeline) -> None:
+def check_four_stream(pipe: Pipeline, label: str, paths: list[str], host: str) -> None:
+    """Four concurrent downloads of ``paths`` through the plugin, after the same four on the bare
+    route (which records nothing): Traefik's peak RSS, first bytes, and one streamed span each."""
     t = pipe.traefik
     assert t.proc is not None
-    bare = four_downloads(t.port("bare"), [f"/files/bare-{i}.iso?size={SIZE}" for i in range(4)], "dl.test")
-    paths = [f"/files/big-{i}.iso" for i in range(4)]
+    targets = [f"{p}?size={SIZE}" for p in paths]
+    bare = four_downloads(t.port("bare"), targets, host)
     with PeakRss(t.proc.pid) as rss:
-        got = four_downloads(t.port("web"), [f"{p}?size={SIZE}" for p in paths], "dl.test")
-    print(f"download-like: rss growth {rss.growth / 2**20:.1f} MiB, ttfb {ttfb(got) * 1000:.1f} ms "
+        got = four_downloads(t.port("web"), targets, host)
+    print(f"{label}: rss growth {rss.growth / 2**20:.1f} MiB, ttfb {ttfb(got) * 1000:.1f} ms "
           f"(bare {ttfb(bare) * 1000:.1f} ms)")
     assert rss.growth <= MAX_RSS_GROWTH, f"Traefik grew {rss.growth / 2**20:.1f} MiB"
     assert ttfb(got) <= TTFB_FACTOR * ttfb(bare) + TTFB_ALLOWANCE
     check_streamed_spans(pipe, paths)
+
+
+def test_download_like_paths_stream(pipe: Pipeline) -> None:
+    check_four_stream(pipe, "download-like", [f"/files/big-{i}.iso" for i in range(4)], "dl.test")
 
 
 def test_learned_route_streams(pipe: Pipeline) -> None:
@@ -155,15 +161,7 @@ def test_learned_route_streams(pipe: Pipeline) -> None:
     # Every pooled instance looks at the file again on its first request after this interval.
     time.sleep(CHECK_EVERY + 0.5)
 
-    bare = four_downloads(t.port("bare"), [f"/export/bare-{i}?size={SIZE}" for i in range(4)], "learn.test")
-    paths = [f"/export/big-{i}" for i in range(4)]
-    with PeakRss(t.proc.pid) as rss:
-        got4 = four_downloads(t.port("web"), [f"{p}?size={SIZE}" for p in paths], "learn.test")
-    print(f"learned: rss growth {rss.growth / 2**20:.1f} MiB, ttfb {ttfb(got4) * 1000:.1f} ms "
-          f"(bare {ttfb(bare) * 1000:.1f} ms)")
-    assert rss.growth <= MAX_RSS_GROWTH, f"Traefik grew {rss.growth / 2**20:.1f} MiB"
-    assert ttfb(got4) <= TTFB_FACTOR * ttfb(bare) + TTFB_ALLOWANCE
-    check_streamed_spans(pipe, paths)
+    check_four_stream(pipe, "learned", [f"/export/big-{i}" for i in range(4)], "learn.test")
 
 
 def test_range_requests_stream_with_their_status(pipe: Pipeline) -> None:
