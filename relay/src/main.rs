@@ -130,7 +130,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
             rates: rates.clone(),
             policy: traces::sender::policy(s.request_timeout, s.payload_deadline),
             jitter: traces::policy::Jitter::new(traces::sender::jitter_seed()),
-            rates_file: rates_file::RatesFile::new(rates_file::dir(
+            rates_file: rates_file::RatesFile::new(publish::dir(
                 s.publish_dir.as_deref(),
                 s.pipe.as_deref(),
             )),
@@ -211,7 +211,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
         metrics_interval: s.metrics_interval.get(),
         telemetry_interval: s.telemetry_interval,
         shutdown_timeout: s.shutdown_timeout,
-        routes: rates_file::dir(s.publish_dir.as_deref(), s.pipe.as_deref())
+        routes: publish::dir(s.publish_dir.as_deref(), s.pipe.as_deref())
             .and_then(|dir| routes::Routes::new(dir, s.learn_bytes, s.learn_ttl)),
     }
     .run(rx);

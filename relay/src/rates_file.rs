@@ -4,8 +4,7 @@
 //! instance looks at most every two seconds.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
 use tdp_core::agent_rates::{FILE_NAME, encode};
 
 #[derive(Debug)]
@@ -16,8 +15,6 @@ pub struct RatesFile {
     /// replaced even when the agent now answers no rates).
     published: Option<BTreeMap<String, f64>>,
     failing: bool,
-    /// The modification time given to the last version.
-    stamped: SystemTime,
 }
 
 impl RatesFile {
@@ -32,7 +29,6 @@ impl RatesFile {
             dir,
             published: None,
             failing: false,
-            stamped: UNIX_EPOCH,
         }
     }
 
@@ -44,8 +40,8 @@ impl RatesFile {
             return;
         }
         let bytes = encode(rates.iter().map(|(k, v)| (k.as_str(), *v)));
-        match crate::publish::publish(&dir, FILE_NAME, &bytes).and_then(|p| self.stamp(&p)) {
-            Ok(()) => {
+        match crate::publish::publish(&dir, FILE_NAME, &bytes) {
+            Ok(_) => {
                 self.published = Some(rates.clone());
                 self.failing = false;
             }
@@ -60,32 +56,6 @@ impl RatesFile {
             }
         }
     }
-}
-
-impl RatesFile {
-    /// Instances tell versions apart by size and modification time, and the
-    /// kernel stamps files with a clock that ticks every few milliseconds: two
-    /// answers of the same length within one tick would look alike. Each
-    /// version gets a precise time, later than the previous one's.
-    fn stamp(&mut self, path: &Path) -> std::io::Result<()> {
-        let t = SystemTime::now().max(self.stamped + Duration::from_micros(1));
-        std::fs::File::options()
-            .write(true)
-            .open(path)?
-            .set_modified(t)?;
-        self.stamped = t;
-        Ok(())
-    }
-}
-
-/// Where rates are published: `--publish-dir`, else the FIFO's directory.
-pub fn dir(publish_dir: Option<&Path>, pipe: Option<&Path>) -> Option<PathBuf> {
-    publish_dir.map(Path::to_path_buf).or_else(|| {
-        pipe.map(|p| match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        })
-    })
 }
 
 #[cfg(test)]
@@ -134,14 +104,5 @@ mod tests {
         assert_eq!(std::fs::read(&file).expect("read"), want);
         std::fs::remove_dir_all(&d).expect("cleanup");
         RatesFile::new(None).offer(&rates);
-    }
-
-    #[test]
-    fn publish_dir_else_the_fifo_directory() {
-        let p = |s: &str| PathBuf::from(s);
-        assert_eq!(dir(Some(&p("/x")), Some(&p("/run/dd/f"))), Some(p("/x")));
-        assert_eq!(dir(None, Some(&p("/run/dd/f"))), Some(p("/run/dd")));
-        assert_eq!(dir(None, Some(&p("f"))), Some(p(".")));
-        assert_eq!(dir(None, None), None);
     }
 }
