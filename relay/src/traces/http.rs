@@ -187,6 +187,13 @@ mod tests {
         Some((head, body))
     }
 
+    /// A listener on a free loopback port, and the port.
+    fn listener() -> (TcpListener, u16) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        (l, port)
+    }
+
     fn local(port: u16) -> Client {
         Client::new(
             &AgentUrl::Http {
@@ -200,8 +207,7 @@ mod tests {
 
     #[test]
     fn puts_headers_and_body_and_reuses_the_connection() {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
+        let (l, port) = listener();
         let server = std::thread::spawn(move || {
             let (conn, _) = l.accept().expect("accept");
             let mut r = BufReader::new(conn.try_clone().expect("clone"));
@@ -254,18 +260,15 @@ mod tests {
 
     #[test]
     fn connect_errors_timeouts_and_garbage_are_typed() {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
+        // A port nothing listens on any more.
+        let port = listener().1;
         let e = local(port)
             .put("/", &[], &Bytes::from_static(b""), Duration::from_secs(5))
             .expect_err("nothing listens");
         assert!(matches!(e, HttpError::Connect(_)), "{e:?}");
 
         // Accepts and never answers.
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
+        let (l, port) = listener();
         let hold = std::thread::spawn(move || l.accept().map(|(s, _)| s));
         let t = Instant::now();
         let e = local(port)
@@ -281,8 +284,7 @@ mod tests {
         drop(hold.join());
 
         // Answers with something that is not HTTP.
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
+        let (l, port) = listener();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
             let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
@@ -296,8 +298,7 @@ mod tests {
 
     #[test]
     fn keeps_at_most_max_body_bytes() {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
+        let (l, port) = listener();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
             let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
@@ -329,8 +330,7 @@ mod tests {
                 b"{\"rate",
             ),
         ] {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let port = l.local_addr().expect("addr").port();
+            let (l, port) = listener();
             std::thread::spawn(move || {
                 let (mut s, _) = l.accept().expect("accept");
                 let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
@@ -342,8 +342,7 @@ mod tests {
             assert_eq!(r.body, want_body);
         }
         // A body that drips: the attempt ends at its deadline.
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
+        let (l, port) = listener();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().expect("accept");
             let _ = read_request(&mut BufReader::new(s.try_clone().expect("clone")));
