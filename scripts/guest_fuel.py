@@ -1,0 +1,184 @@
+"""The guest's own work per request, counted exactly: wasm operations (fuel).
+
+Traefik's callgrind figures (scripts/host_cost.py) mix the guest's compiled
+wasm with wazero's trampolines and Go's host functions, take minutes per
+variant and move with the machine's load. This runs the real plugin.wasm
+under wasmtime with fuel metering and a stand-in for the http-wasm host
+(request and response as `scripts/host_cost.py` sends them, plus the
+`X-Forwarded-*` headers Traefik adds), and counts the wasm operations the
+guest executes in `handle_request` + `handle_response`: host functions are
+Python here and cost no fuel. The count repeats exactly for the same module
+and request, whatever the machine is doing, so a change's effect on the
+guest is seen in seconds.
+
+It also counts the host calls the guest makes per request, by name.
+
+Usage: .venv/bin/python scripts/guest_fuel.py [plugin.wasm] [-n 200] [--config JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import sys
+import tempfile
+
+import wasmtime
+
+REQUEST_HEADERS = [
+    ("Host", "a.test"),
+    ("User-Agent", "bench/1"),
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "identity"),
+    ("X-Forwarded-For", "127.0.0.1"),
+    ("X-Forwarded-Host", "a.test"),
+    ("X-Forwarded-Port", "80"),
+    ("X-Forwarded-Proto", "http"),
+    ("X-Forwarded-Server", "bench"),
+    ("X-Real-Ip", "127.0.0.1"),
+]
+RESPONSE_HEADERS = [("Content-Length", "2"), ("Content-Type", "text/plain; charset=utf-8")]
+
+
+class Host:
+    """Just enough of http-wasm-host-go's behaviour: Go's canonical header
+    keys, values NUL-terminated, `count << 32 | length` results."""
+
+    def __init__(self, config: bytes):
+        self.config = config
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.memory: wasmtime.Memory | None = None
+        self.store: wasmtime.Store | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.headers = {0: dict(REQUEST_HEADERS), 1: dict(RESPONSE_HEADERS)}
+
+    def mem(self) -> wasmtime.Memory:
+        assert self.memory is not None
+        return self.memory
+
+    def read(self, ptr: int, n: int) -> bytes:
+        return bytes(self.mem().read(self.store, ptr, ptr + n))
+
+    def write(self, ptr: int, limit: int, data: bytes) -> int:
+        if len(data) <= limit:
+            self.mem().write(self.store, data, ptr)
+        return len(data)
+
+    @staticmethod
+    def canonical(name: bytes) -> str:
+        return "-".join(p[:1].upper() + p[1:].lower() for p in name.decode("latin-1").split("-"))
+
+    def define(self, linker: wasmtime.Linker) -> None:
+        i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+
+        def fn(name, params, results, f):
+            def counted(*args):
+                self.calls[name] += 1
+                return f(*args)
+
+            linker.define_func("http_handler", name, wasmtime.FuncType(params, results), counted)
+
+        fn("log", [i32, i32, i32], [], lambda lvl, p, n: None)
+        fn("log_enabled", [i32], [i32], lambda lvl: 0)
+        fn("get_config", [i32, i32], [i32], lambda p, lim: self.write(p, lim, self.config))
+        fn("enable_features", [i32], [i32], lambda f: f)
+        fn("get_method", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"GET"))
+        fn("get_uri", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"/bench"))
+        fn("get_protocol_version", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"HTTP/1.1"))
+        fn("get_source_addr", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"127.0.0.1:40000"))
+        fn("get_status_code", [], [i32], lambda: 200)
+
+        def names(kind, p, lim):
+            hs = self.headers[kind]
+            data = b"".join(k.encode() + b"\0" for k in sorted(hs))
+            return (len(hs) << 32) | self.write(p, lim, data)
+
+        def values(kind, np, nl, p, lim):
+            key = self.canonical(self.read(np, nl))
+            v = self.headers[kind].get(key)
+            if v is None:
+                return 0
+            return (1 << 32) | self.write(p, lim, v.encode() + b"\0")
+
+        def set_value(kind, np, nl, vp, vl):
+            self.headers[kind][self.canonical(self.read(np, nl))] = self.read(vp, vl).decode("latin-1")
+
+        def remove(kind, np, nl):
+            self.headers[kind].pop(self.canonical(self.read(np, nl)), None)
+
+        fn("get_header_names", [i32, i32, i32], [i64], names)
+        fn("get_header_values", [i32, i32, i32, i32, i32], [i64], values)
+        fn("set_header_value", [i32, i32, i32, i32, i32], [], set_value)
+        fn("add_header_value", [i32, i32, i32, i32, i32], [], set_value)
+        fn("remove_header", [i32, i32, i32], [], remove)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("wasm", nargs="?", default="target/wasm32-wasip1/release/traefik-datadog-plugin.wasm")
+    ap.add_argument("-n", type=int, default=200)
+    ap.add_argument("--config", default=None, help="plugin config as JSON (default: pipe to a file)")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.mkfifo(os.path.join(tmp, "fifo"))
+        reader = os.open(os.path.join(tmp, "fifo"), os.O_RDONLY | os.O_NONBLOCK)
+        config = args.config or json.dumps({"service": "edge", "pipePath": "/mnt/fifo"})
+        cfg = wasmtime.Config()
+        cfg.consume_fuel = True
+        if os.environ.get("GUEST_FUEL_PERFMAP"):
+            cfg.profiler = "perfmap"
+        engine = wasmtime.Engine(cfg)
+        module = wasmtime.Module.from_file(engine, args.wasm)
+        linker = wasmtime.Linker(engine)
+        linker.define_wasi()
+        host = Host(config.encode())
+        host.define(linker)
+        wasi = wasmtime.WasiConfig()
+        wasi.preopen_dir(tmp, "/mnt")
+        store = wasmtime.Store(engine)
+        store.set_wasi(wasi)
+        store.set_fuel(1 << 62)
+        instance = linker.instantiate(store, module)
+        exports = instance.exports(store)
+        host.store, host.memory = store, exports["memory"]
+        exports["_start"](store)
+        handle_request, handle_response = exports["handle_request"], exports["handle_response"]
+
+        sides = [0, 0]
+
+        def one() -> None:
+            host.reset()
+            fuel = store.get_fuel()
+            ctx_next = handle_request(store)
+            sides[0] += fuel - store.get_fuel()
+            fuel = store.get_fuel()
+            handle_response(store, (ctx_next >> 32) & 0xFFFFFFFF, 0)
+            sides[1] += fuel - store.get_fuel()
+            try:
+                while os.read(reader, 65536):
+                    pass
+            except BlockingIOError:
+                pass
+
+        for _ in range(20):
+            one()
+        host.calls.clear()
+        sides[:] = [0, 0]
+        before = store.get_fuel()
+        for _ in range(args.n):
+            one()
+        used = before - store.get_fuel()
+        os.close(reader)
+    per = used / args.n
+    print(f"wasm operations per request: {per:,.0f} (request {sides[0] / args.n:,.0f}, response {sides[1] / args.n:,.0f})")
+    print("host calls per request: " + ", ".join(f"{k} {v / args.n:g}" for k, v in sorted(host.calls.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
