@@ -171,26 +171,47 @@ pub fn number(kind: i32, name: &[u8], max: usize) -> Option<u64> {
     .flatten()
 }
 
-/// The names of one side's headers, lowercased by the host, read with one
-/// host call so that absent headers cost no call. One copy per request: the
-/// shared buffer is reused by the reads that follow.
-pub struct Names(Vec<u8>);
+/// The names of one side's headers, read with one host call so that absent
+/// headers cost no call. Split once: a request asks for about twenty names,
+/// and scanning the whole list byte by byte for each cost the guest more
+/// than all its other reads.
+pub struct Names {
+    bytes: Vec<u8>,
+    /// Start and end of each name in `bytes`.
+    spans: Vec<(usize, usize)>,
+}
 
 impl Names {
     pub fn read(kind: i32) -> Self {
-        Self(read(
+        let bytes = read(
             |buf, lim| length(unsafe { get_header_names(kind, buf, lim) }),
             |r| match r {
                 Read::Bytes(b) => b.to_vec(),
                 Read::Unreadable => Vec::new(),
             },
-        ))
+        );
+        let mut spans = Vec::with_capacity(16);
+        let mut start = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == 0 {
+                spans.push((start, i));
+                start = i + 1;
+            }
+        }
+        if start < bytes.len() {
+            spans.push((start, bytes.len()));
+        }
+        Self { bytes, spans }
     }
 
     pub fn has(&self, name: &[u8]) -> bool {
-        self.0
-            .split(|b| *b == 0)
-            .any(|n| n.eq_ignore_ascii_case(name))
+        self.spans.iter().any(|&(start, end)| {
+            end - start == name.len()
+                && self
+                    .bytes
+                    .get(start..end)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
     }
 }
 
