@@ -23,9 +23,14 @@ pub const INHERITED_RATE: f64 = -1.0;
 /// `x-datadog-tags` and (after `t.dm:`) in tracestate.
 pub fn decision_maker(mechanism: u8) -> String {
     let mut s = String::with_capacity(4);
-    s.push('-');
-    crate::text::push_u64(&mut s, u64::from(mechanism));
+    push_decision_maker(&mut s, mechanism);
     s
+}
+
+/// Appends [`decision_maker`]'s value where a header is being written.
+pub fn push_decision_maker(out: &mut String, mechanism: u8) {
+    out.push('-');
+    crate::text::push_u64(out, u64::from(mechanism));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -39,19 +39,34 @@ pub fn push_u64(out: &mut String, v: u64) {
 pub fn push_u64_padded(out: &mut String, mut v: u64, width: usize) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    // Two digits per division: half the divisions of one at a time.
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[i] = b'0' + v as u8;
     }
     for _ in digits.len() - i..width {
         out.push('0');
     }
     push_ascii(out, &digits[i..]);
 }
+
+/// "00" to "99".
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Appends `v` in decimal with its sign (`{}`).
 pub fn push_i64(out: &mut String, v: i64) {
@@ -132,6 +147,16 @@ mod tests {
             push_u64_padded(&mut padded, v, 6);
             assert_eq!(padded, format!("{v:06}"));
             assert_eq!(u64_string(v), v.to_string());
+        }
+        // Every digit count, at both of its ends.
+        for exp in 0..20 {
+            let p = 10u64.pow(exp);
+            for v in [p - 1, p, p + 1, p * 9 + (p - 1)] {
+                assert_eq!(u64_string(v), v.to_string());
+                let mut padded = String::new();
+                push_u64_padded(&mut padded, v, 21);
+                assert_eq!(padded, format!("{v:021}"));
+            }
         }
         for v in [i64::MIN, -128, -1, 0, 1, 2, i64::MAX] {
             let mut s = String::new();

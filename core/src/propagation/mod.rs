@@ -162,12 +162,20 @@ pub fn span_context(
     }
 }
 
+/// How many headers the three styles have together.
+const HEADER_COUNT: usize = 13;
+
 /// The headers that make the plugin span the upstream's parent.
 pub fn inject(styles: &[Style], ctx: &SpanContext, extracted: Option<&Extracted>) -> Injection {
-    let mut out = Injection::default();
     if styles.is_empty() {
-        return out;
+        return Injection::default();
     }
+    // Sized once for every header of the three styles: no growth per request.
+    let mut out = Injection {
+        set: Vec::with_capacity(HEADER_COUNT),
+        remove: Vec::with_capacity(HEADER_COUNT),
+        error: None,
+    };
     let origin = extracted.and_then(|e| e.origin.as_deref());
     let tags: &[(String, String)] = extracted.map_or(&[], |e| &e.propagation_tags);
     let others = extracted.map_or("", |e| e.tracestate_others.as_str());
@@ -185,9 +193,10 @@ pub fn inject(styles: &[Style], ctx: &SpanContext, extracted: Option<&Extracted>
         }
     }
     out.error = error;
+    // The styles' header lists are disjoint: no name can be listed twice.
     for style in Style::ALL {
         for name in style.headers() {
-            if !out.set.iter().any(|(n, _)| n == name) && !out.remove.contains(name) {
+            if !out.set.iter().any(|(n, _)| n == name) {
                 out.remove.push(name);
             }
         }

@@ -77,6 +77,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn styles_share_no_header_and_count_thirteen() {
+        let mut all: Vec<&str> = Style::ALL
+            .iter()
+            .flat_map(|s| s.headers())
+            .copied()
+            .collect();
+        assert_eq!(all.len(), 13);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 13);
+    }
+
+    #[test]
     fn style_names() {
         assert_eq!(Style::parse(" Datadog "), Some(Style::Datadog));
         assert_eq!(Style::parse("TRACECONTEXT"), Some(Style::TraceContext));

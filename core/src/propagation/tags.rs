@@ -123,22 +123,34 @@ pub(super) fn datadog_tags_header(
     ctx: &SpanContext,
     tags: &[(String, String)],
 ) -> (Option<String>, Option<&'static str>) {
-    let mut essential = Vec::new();
+    // Written in place, one text per request: the guest builds this header
+    // on every request, and each intermediate value cost it an allocation.
+    let mut out = String::with_capacity(48);
+    let pair = |out: &mut String, k: &str| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+    };
     if ctx.trace_id.high != 0 {
-        essential.push((TAG_TID.to_owned(), ctx.trace_id.high_hex()));
+        pair(&mut out, TAG_TID);
+        crate::text::push_hex16(&mut out, ctx.trace_id.high);
     }
     if ctx.sampling.priority > 0 {
-        essential.push((
-            TAG_DM.to_owned(),
-            sampling::decision_maker(ctx.sampling.mechanism),
-        ));
+        pair(&mut out, TAG_DM);
+        sampling::push_decision_maker(&mut out, ctx.sampling.mechanism);
     }
-    let rest = tags.iter().filter(|(k, _)| k != TAG_TID && k != TAG_DM);
-    let full = encode_tags(essential.iter().chain(rest));
-    let (header, error) = if full.len() <= MAX_TAGS_HEADER {
-        (full, None)
+    let essential = out.len();
+    for (k, v) in tags.iter().filter(|(k, _)| k != TAG_TID && k != TAG_DM) {
+        pair(&mut out, k);
+        out.push_str(v);
+    }
+    let error = if out.len() > MAX_TAGS_HEADER {
+        out.truncate(essential);
+        Some(ERROR_INJECT_MAX_SIZE)
     } else {
-        (encode_tags(essential.iter()), Some(ERROR_INJECT_MAX_SIZE))
+        None
     };
-    ((!header.is_empty()).then_some(header), error)
+    ((!out.is_empty()).then_some(out), error)
 }

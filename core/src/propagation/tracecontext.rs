@@ -199,34 +199,29 @@ where
     Some(out)
 }
 
-/// A tracestate `dd` field value: printable, `,;~` → `_`, `=` → `~`, no
-/// trailing space.
-fn tracestate_value(v: &str) -> String {
-    let mut out: String = v
-        .chars()
-        .map(|c| match c {
-            '=' => '~',
-            ',' | ';' | '~' => '_',
-            ' '..='~' => c,
-            _ => '_',
-        })
-        .collect();
+/// Appends a tracestate `dd` field value: printable, `,;~` → `_`, `=` → `~`,
+/// no trailing space.
+fn push_tracestate_value(out: &mut String, v: &str) {
+    out.extend(v.chars().map(|c| match c {
+        '=' => '~',
+        ',' | ';' | '~' => '_',
+        ' '..='~' => c,
+        _ => '_',
+    }));
     if out.ends_with(' ') {
         out.pop();
         out.push('_');
     }
-    out
 }
 
-/// A tracestate `dd` field key suffix: printable without space, `,;=:`.
-fn tracestate_key(k: &str) -> String {
-    k.chars()
-        .map(|c| match c {
-            ',' | ';' | '=' | ':' => '_',
-            '!'..='~' => c,
-            _ => '_',
-        })
-        .collect()
+/// A character of a tracestate `dd` field key suffix: printable without
+/// space, `,;=:`.
+fn tracestate_key_char(c: char) -> char {
+    match c {
+        ',' | ';' | '=' | ':' => '_',
+        '!'..='~' => c,
+        _ => '_',
+    }
 }
 
 /// `dd=s:<prio>;p:<span>[;o:<origin>][;t.dm:-<n>][;t.<k>:<v>...]` (fields
@@ -243,31 +238,39 @@ fn tracestate_header(
     text::push_i64(&mut dd, i64::from(ctx.sampling.priority));
     dd.push_str(";p:");
     text::push_hex16(&mut dd, ctx.span_id);
-    let mut fields = Vec::new();
+    // Each field is written in place and taken back if it overflows the
+    // member: the guest builds this header on every request.
+    let field = |dd: &mut String, write: &dyn Fn(&mut String)| {
+        let before = dd.len();
+        dd.push(';');
+        write(dd);
+        if dd.len() > MAX_TRACESTATE_VALUE {
+            dd.truncate(before);
+        }
+    };
     if let Some(o) = origin {
-        fields.push(format!("o:{}", tracestate_value(o)));
+        field(&mut dd, &|dd| {
+            dd.push_str("o:");
+            push_tracestate_value(dd, o);
+        });
     }
     if ctx.sampling.priority > 0 {
-        let mut dm = String::from("t.dm:");
-        dm.push_str(&sampling::decision_maker(ctx.sampling.mechanism));
-        fields.push(dm);
+        field(&mut dd, &|dd| {
+            dd.push_str("t.dm:");
+            sampling::push_decision_maker(dd, ctx.sampling.mechanism);
+        });
     }
     for (k, v) in tags {
         if k == TAG_TID || k == TAG_DM {
             continue;
         }
         if let Some(name) = k.strip_prefix(TAG_PREFIX) {
-            fields.push(format!(
-                "t.{}:{}",
-                tracestate_key(name),
-                tracestate_value(v)
-            ));
-        }
-    }
-    for f in fields {
-        if dd.len() + 1 + f.len() <= MAX_TRACESTATE_VALUE {
-            dd.push(';');
-            dd.push_str(&f);
+            field(&mut dd, &|dd| {
+                dd.push_str("t.");
+                dd.extend(name.chars().map(tracestate_key_char));
+                dd.push(':');
+                push_tracestate_value(dd, v);
+            });
         }
     }
     for member in others
