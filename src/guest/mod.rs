@@ -2,6 +2,7 @@
 //! host exposes, hand plain values to the core, write the record out. Every
 //! decision lives in the core; this file only moves bytes.
 
+mod alloc;
 mod emit;
 mod host;
 #[cfg(feature = "network")]
@@ -30,6 +31,9 @@ use tdp_core::watch::{Change, Watch};
 
 /// A request between `handle_request` and `handle_response`. The host holds
 /// an instance exclusively for that time, so one slot is enough.
+#[global_allocator]
+static ALLOCATOR: alloc::Pool = alloc::Pool::new();
+
 struct InFlight {
     facts: RequestFacts,
     observe: Observe,
