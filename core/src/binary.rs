@@ -24,6 +24,7 @@ use crate::mac::{MAC_LEN, MacKey};
 use crate::record::Record;
 use std::fmt;
 
+/// The body's encoder; readers decode it with rmp-serde.
 mod msgpack;
 
 pub const MAGIC: [u8; 2] = *b"TD";
