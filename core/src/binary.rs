@@ -24,6 +24,9 @@ use crate::mac::{MAC_LEN, MacKey};
 use crate::record::Record;
 use std::fmt;
 
+/// The body's encoder; readers decode it with rmp-serde.
+mod msgpack;
+
 pub const MAGIC: [u8; 2] = *b"TD";
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 6;
@@ -99,11 +102,10 @@ pub fn encode_sealed(r: &Record, flags: u8, key: &MacKey) -> Result<Vec<u8>, Bin
 }
 
 fn encode_keyed(r: &Record, flags: u8, key: Option<&MacKey>) -> Result<Vec<u8>, BinaryError> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(HEADER_LEN + msgpack::bound(r) + trailer_len(flags));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[VERSION, flags, 0, 0]);
-    // Writing plain fields into a Vec cannot fail.
-    let _ = rmp_serde::encode::write(&mut out, r);
+    msgpack::write(&mut out, r);
     let total = out.len() + trailer_len(flags);
     if total > MAX_FRAME {
         return Err(BinaryError::TooLong(total));
