@@ -220,7 +220,10 @@ impl Names {
 /// allocation on every call.
 pub fn set_request_header(name: &str, value: &[u8]) {
     let mut buf = [0u8; header_name::MAX_CANONICAL];
-    let name = header_name::canonical(name.as_bytes(), &mut buf).unwrap_or(name.as_bytes());
+    let name = match header_name::propagation(name) {
+        Some(known) => known.as_bytes(),
+        None => header_name::canonical(name.as_bytes(), &mut buf).unwrap_or(name.as_bytes()),
+    };
     // The host traps on an empty name; injected names never are.
     let (Ok(name_len), Ok(value_len)) = (i32::try_from(name.len()), i32::try_from(value.len()))
     else {
