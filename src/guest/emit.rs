@@ -41,7 +41,9 @@ impl Emitter {
 
     /// `now_ns`: the request's end, read just before; a clock read is a
     /// host call, and the transports only need it for their retry windows.
-    pub fn record(&mut self, record: &mut Record, now_ns: i64) {
+    /// `protocol`: the request's protocol version, which only the log line
+    /// shows, asked of the host only for a record that becomes one.
+    pub fn record(&mut self, record: &mut Record, now_ns: i64, protocol: impl FnOnce() -> String) {
         // Whatever the request carried, the record now fits one frame.
         limits::fit(record);
         let mut route = self.outlets.route();
@@ -76,6 +78,7 @@ impl Emitter {
                     Failed::Network
                 }
                 Step::Line(level) => {
+                    record.protocol = protocol();
                     let level = match level {
                         LineLevel::Info => LEVEL_INFO,
                         LineLevel::Error => LEVEL_ERROR,

@@ -183,9 +183,9 @@ impl Guest for Plugin {
             method: host::method(limits::MAX_METHOD),
             path: path_of(&mut uri),
             scheme: present.scheme().to_owned(),
-            // Only the log line shows it (the span has no tag for it), but
-            // whether a record becomes a line is known only at its end.
-            protocol: host::protocol(limits::MAX_PROTOCOL),
+            // Only the log line shows it (the span has no tag for it): read
+            // when a record becomes a line (see `emit`), not per request.
+            protocol: String::new(),
             user_agent: text("User-Agent", limits::MAX_USER_AGENT),
             client_addr,
         };
@@ -324,6 +324,8 @@ impl Guest for Plugin {
             host::RESPONSE,
             true,
         ));
-        state.emitter.record(&mut record, end_ns);
+        state
+            .emitter
+            .record(&mut record, end_ns, || host::protocol(limits::MAX_PROTOCOL));
     }
 }
