@@ -17,24 +17,38 @@ pub struct RequestFacts {
 /// The Host header (or HTTP/2 `:authority`) without port, lowercased, as the
 /// resource name nginx users set. `[::1]:8080` becomes `[::1]`.
 pub fn host_without_port(raw: &str) -> String {
+    // Byte searches: `[`, `]`, `:` and `.` are ASCII, and the guest runs
+    // this on every request, where char patterns cost it several times more.
     let raw = raw.trim();
-    let host = if raw.starts_with('[') {
-        match raw.find(']') {
+    let bytes = raw.as_bytes();
+    let host = if bytes.first() == Some(&b'[') {
+        match bytes.iter().position(|&b| b == b']') {
             Some(end) => &raw[..=end],
             None => raw,
         }
     } else {
-        match raw.rsplit_once(':') {
-            Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        match bytes.iter().rposition(|&b| b == b':') {
+            Some(colon)
+                if !bytes[..colon].contains(&b':')
+                    && bytes[colon + 1..].iter().all(u8::is_ascii_digit) =>
+            {
+                &raw[..colon]
+            }
             _ => raw,
         }
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let kept = host.len() - host.bytes().rev().take_while(|&b| b == b'.').count();
+    host[..kept].to_ascii_lowercase()
 }
 
 /// The request URI without its query string or fragment.
 pub fn path_without_query(uri: &str) -> &str {
-    let end = uri.find(['?', '#']).unwrap_or(uri.len());
+    // A byte search: `?` and `#` are ASCII, and the guest runs this on
+    // every request, where a char-set pattern cost it several times more.
+    let end = uri
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(uri.len());
     match &uri[..end] {
         "" => "/",
         p => p,
@@ -76,6 +90,13 @@ mod tests {
         assert_eq!(host_without_port("127.0.0.1:80"), "127.0.0.1");
         assert_eq!(host_without_port(""), "");
         assert_eq!(host_without_port("host:abc"), "host:abc");
+        assert_eq!(host_without_port("a.example..:80"), "a.example");
+        assert_eq!(host_without_port(" A.Example:8080 "), "a.example");
+        assert_eq!(host_without_port("h:1:2"), "h:1:2");
+        assert_eq!(host_without_port("[::1"), "[::1");
+        assert_eq!(host_without_port("host:"), "host");
+        assert_eq!(host_without_port("..."), "");
+        assert_eq!(host_without_port("Ä.example:1"), "Ä.example");
     }
 
     #[test]
