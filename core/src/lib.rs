@@ -12,6 +12,7 @@ pub mod dogstatsd;
 pub mod fallback;
 pub mod grpc;
 pub mod header_name;
+pub mod header_names;
 pub mod header_tags;
 pub mod ids;
 pub mod json_value;

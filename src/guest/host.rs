@@ -13,6 +13,7 @@
 //! slice past the buffer.
 
 use std::cell::RefCell;
+use tdp_core::header_names::HeaderNames;
 use tdp_core::{header_name, limits};
 
 #[link(wasm_import_module = "http_handler")]
@@ -172,47 +173,15 @@ pub fn number(kind: i32, name: &[u8], max: usize) -> Option<u64> {
 }
 
 /// The names of one side's headers, read with one host call so that absent
-/// headers cost no call. Split once: a request asks for about twenty names,
-/// and scanning the whole list byte by byte for each cost the guest more
-/// than all its other reads.
-pub struct Names {
-    bytes: Vec<u8>,
-    /// Start and end of each name in `bytes`.
-    spans: Vec<(usize, usize)>,
-}
-
-impl Names {
-    pub fn read(kind: i32) -> Self {
-        let bytes = read(
-            |buf, lim| length(unsafe { get_header_names(kind, buf, lim) }),
-            |r| match r {
-                Read::Bytes(b) => b.to_vec(),
-                Read::Unreadable => Vec::new(),
-            },
-        );
-        let mut spans = Vec::with_capacity(16);
-        let mut start = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            if *b == 0 {
-                spans.push((start, i));
-                start = i + 1;
-            }
-        }
-        if start < bytes.len() {
-            spans.push((start, bytes.len()));
-        }
-        Self { bytes, spans }
-    }
-
-    pub fn has(&self, name: &[u8]) -> bool {
-        self.spans.iter().any(|&(start, end)| {
-            end - start == name.len()
-                && self
-                    .bytes
-                    .get(start..end)
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        })
-    }
+/// headers cost no call.
+pub fn names(kind: i32) -> HeaderNames {
+    HeaderNames::parse(read(
+        |buf, lim| length(unsafe { get_header_names(kind, buf, lim) }),
+        |r| match r {
+            Read::Bytes(b) => b.to_vec(),
+            Read::Unreadable => Vec::new(),
+        },
+    ))
 }
 
 /// Sets (overwrites) a request header. The name goes in Go's canonical

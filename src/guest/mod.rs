@@ -12,13 +12,14 @@ mod rates;
 mod spool;
 mod watch;
 
-use host::{Names, WHOLE};
+use host::WHOLE;
 use http_wasm_guest::host::{Request, Response, admin, feature};
 use http_wasm_guest::{Guest, register as register_guest};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use tdp_core::buffering::{self, Observe, ResponseHints, StreamHints, StreamKind};
 use tdp_core::config::{Config, Mode};
+use tdp_core::header_names::HeaderNames;
 use tdp_core::header_tags::{HeaderTag, MAX_VALUE_LEN, tag_value};
 use tdp_core::ids::{IdGenerator, fnv1a64};
 use tdp_core::learned::{self, LearnedRoutes};
@@ -113,11 +114,11 @@ fn read_header_tags(tags: &[HeaderTag], kind: i32, response: bool) -> BTreeMap<S
 
 /// The request's header names, read with one host call, so that absent
 /// headers (most trace and stream headers, most of the time) cost no call.
-struct Present(Names);
+struct Present(HeaderNames);
 
 impl Present {
     fn read() -> Self {
-        Self(Names::read(host::REQUEST))
+        Self(host::names(host::REQUEST))
     }
 
     fn has(&self, name: &[u8]) -> bool {
