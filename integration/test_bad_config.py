@@ -28,7 +28,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("sample-rate-above-one", {"sampleRate": "1.5"}, "sampleRate"),
     # The guest's deepest stack use: a config nested just under serde_json's recursion limit
     # (128) parses into a value before the key is refused; past it, parsing stops. Neither
-    # may overflow the 128 KiB stack (build.rs) into a trap.
+    # may overflow the guest's stack (build.rs) into a trap.
     ("nested-under-json-limit", {"service": "edge", "deep": nested(120)}, "deep"),
     ("nested-past-json-limit", {"service": "edge", "deep": nested(200)}, "(config)"),
 ]

@@ -35,6 +35,8 @@ NET_PLUGIN_DIR = PLUGIN_DIR.parent / "traefik-datadog-plugin-net"
 PROBE_MODULE = "github.com/traefik-datadog-plugin/statusprobe"
 PROBE_DIR = PLUGIN_DIR.parent / PROBE_MODULE
 
+FLOOR = "wasm floor (pass-through guest)"
+
 # name -> (log format, plugin config or None for bare, reader)
 VARIANTS = {
     "bare": ("json", None, None),
@@ -55,7 +57,7 @@ VARIANTS = {
     "pipe (relay), unbuffered + status probe": ("json", {"mode": "pipe", "unbufferedPaths": "/"}, "relay-probe"),
     # The floor of any wasm middleware on this host: the same module given an invalid config
     # registers a guest that does nothing per request (no host call at all).
-    "wasm floor (pass-through guest)": ("json", {"mode": "invalid-on-purpose"}, None),
+    FLOOR: ("json", {"mode": "invalid-on-purpose"}, None),
     # The guest's own cost: records built and logged, but Traefik's log level drops them.
     "guest only (log, level ERROR)": ("json-error", {"mode": "log"}, None),
 }
@@ -255,19 +257,26 @@ def main() -> int:
     finally:
         backend.kill()
     base = statistics.median(r["rps"] for r in results["bare"]) if results.get("bare") else None
+    # The yardstick: no wasm middleware can beat the pass-through guest.
+    floor_runs = results.get(FLOOR) or []
+    floor = statistics.median(r["rps"] for r in floor_runs) if floor_runs else None
+    floor_us = statistics.median(r["traefik_us"] for r in floor_runs) if floor_runs else None
     lines = [f"wrk -t2 -c{args.connections}, {args.duration} s x {args.rounds} rounds, median; "
              f"{os.cpu_count()} cores shared by wrk, Traefik, backend and reader", "",
-             "| variant | req/s | ratio to bare | p50 ms | p99 ms | Traefik CPU/req, us | reader CPU/req, us "
-             "| Traefik RSS after c=%d burst, MiB |" % args.burst,
-             "|---|---|---|---|---|---|---|---|"]
+             "| variant | req/s | ratio to bare | ratio to floor | p50 ms | p99 ms | Traefik CPU/req, us "
+             "| over floor, us | reader CPU/req, us | Traefik RSS after c=%d burst, MiB |" % args.burst,
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, rs in results.items():
         if not rs:
             continue
         rps = statistics.median(r["rps"] for r in rs)
         ratio = f"{rps / base:.3f}" if base else "-"
-        lines.append(f"| {name} | {rps:.0f} | {ratio} | {statistics.median(r['p50'] for r in rs):.2f} | "
+        to_floor = f"{rps / floor:.3f}" if floor else "-"
+        us = statistics.median(r["traefik_us"] for r in rs)
+        over = f"{us - floor_us:+.1f}" if floor_us is not None else "-"
+        lines.append(f"| {name} | {rps:.0f} | {ratio} | {to_floor} | {statistics.median(r['p50'] for r in rs):.2f} | "
                      f"{statistics.median(r['p99'] for r in rs):.2f} | "
-                     f"{statistics.median(r['traefik_us'] for r in rs):.1f} | "
+                     f"{us:.1f} | {over} | "
                      f"{statistics.median(r['reader_us'] for r in rs):.1f} | "
                      f"{statistics.median(r['rss_mb'] for r in rs):.0f} |")
     report = "\n".join(lines)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import sys
@@ -51,10 +52,10 @@ class Host:
         self.calls: collections.Counter[str] = collections.Counter()
         self.memory: wasmtime.Memory | None = None
         self.store: wasmtime.Store | None = None
-        self.reset()
+        self.reset(REQUEST_HEADERS)
 
-    def reset(self) -> None:
-        self.headers = {0: dict(REQUEST_HEADERS), 1: dict(RESPONSE_HEADERS)}
+    def reset(self, request: list[tuple[str, str]]) -> None:
+        self.headers = {0: {self.canonical(k.encode()): v for k, v in request}, 1: dict(RESPONSE_HEADERS)}
 
     def mem(self) -> wasmtime.Memory:
         assert self.memory is not None
@@ -117,23 +118,40 @@ class Host:
         fn("remove_header", [i32, i32, i32], [], remove)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("wasm", nargs="?", default="target/wasm32-wasip1/release/traefik-datadog-plugin.wasm")
-    ap.add_argument("-n", type=int, default=200)
-    ap.add_argument("--config", default=None, help="plugin config as JSON (default: pipe to a file)")
-    args = ap.parse_args()
+@dataclasses.dataclass
+class Cost:
+    """What `n` requests cost the guest, per request."""
 
+    request_ops: float
+    response_ops: float
+    calls: dict[str, float]
+    start_pages: int
+    end_pages: int
+    frames: int
+
+    @property
+    def ops(self) -> float:
+        return self.request_ops + self.response_ops
+
+
+def measure(wasm: str, n: int, config: str | None = None,
+            requests: list[list[tuple[str, str]]] | None = None) -> Cost:
+    """Serves 20 warm-up requests, then `n` counted ones (cycling through `requests`, default:
+    the bench's request) through one instance of `wasm` in pipe mode."""
+    requests = requests or [REQUEST_HEADERS]
     with tempfile.TemporaryDirectory() as tmp:
-        os.mkfifo(os.path.join(tmp, "fifo"))
-        reader = os.open(os.path.join(tmp, "fifo"), os.O_RDONLY | os.O_NONBLOCK)
-        config = args.config or json.dumps({"service": "edge", "pipePath": "/mnt/fifo"})
+        # A regular file where the FIFO would be: wasmtime's WASI does not open FIFOs, and a
+        # frame appended to a file takes the same path through the guest as one written to a
+        # FIFO (one open per instance, one write per record).
+        open(os.path.join(tmp, "fifo"), "wb").close()
+        reader = os.open(os.path.join(tmp, "fifo"), os.O_RDONLY)
+        config = config or json.dumps({"service": "edge", "pipePath": "/mnt/fifo"})
         cfg = wasmtime.Config()
         cfg.consume_fuel = True
         if os.environ.get("GUEST_FUEL_PERFMAP"):
             cfg.profiler = "perfmap"
         engine = wasmtime.Engine(cfg)
-        module = wasmtime.Module.from_file(engine, args.wasm)
+        module = wasmtime.Module.from_file(engine, wasm)
         linker = wasmtime.Linker(engine)
         linker.define_wasi()
         host = Host(config.encode())
@@ -148,35 +166,44 @@ def main() -> int:
         host.store, host.memory = store, exports["memory"]
         exports["_start"](store)
         handle_request, handle_response = exports["handle_request"], exports["handle_response"]
-
         sides = [0, 0]
+        frames = [0]
 
-        def one() -> None:
-            host.reset()
+        def one(i: int) -> None:
+            host.reset(requests[i % len(requests)])
             fuel = store.get_fuel()
             ctx_next = handle_request(store)
             sides[0] += fuel - store.get_fuel()
             fuel = store.get_fuel()
             handle_response(store, (ctx_next >> 32) & 0xFFFFFFFF, 0)
             sides[1] += fuel - store.get_fuel()
-            try:
-                while os.read(reader, 65536):
-                    pass
-            except BlockingIOError:
-                pass
+            while chunk := os.read(reader, 65536):
+                frames[0] += chunk.count(b"TD\x01")
 
-        for _ in range(20):
-            one()
+        start_pages = host.mem().size(store)
+        for i in range(20):
+            one(i)
         host.calls.clear()
         sides[:] = [0, 0]
-        before = store.get_fuel()
-        for _ in range(args.n):
-            one()
-        used = before - store.get_fuel()
+        frames[0] = 0
+        for i in range(n):
+            one(i)
+        end_pages = host.mem().size(store)
         os.close(reader)
-    per = used / args.n
-    print(f"wasm operations per request: {per:,.0f} (request {sides[0] / args.n:,.0f}, response {sides[1] / args.n:,.0f})")
-    print("host calls per request: " + ", ".join(f"{k} {v / args.n:g}" for k, v in sorted(host.calls.items())))
+    return Cost(sides[0] / n, sides[1] / n, {k: v / n for k, v in sorted(host.calls.items())},
+                start_pages, end_pages, frames[0])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("wasm", nargs="?", default="target/wasm32-wasip1/release/traefik-datadog-plugin.wasm")
+    ap.add_argument("-n", type=int, default=200)
+    ap.add_argument("--config", default=None, help="plugin config as JSON (default: pipe mode)")
+    args = ap.parse_args()
+    c = measure(args.wasm, args.n, args.config)
+    print(f"memory: {c.start_pages} pages of 64 KiB after start, {c.end_pages} after the requests")
+    print(f"wasm operations per request: {c.ops:,.0f} (request {c.request_ops:,.0f}, response {c.response_ops:,.0f})")
+    print("host calls per request: " + ", ".join(f"{k} {v:g}" for k, v in c.calls.items()))
     return 0
 
 

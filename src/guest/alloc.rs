@@ -15,7 +15,7 @@ use std::cell::UnsafeCell;
 use std::ptr::{self, NonNull};
 
 /// 8, 16, ... 4096 bytes.
-const CLASSES: usize = 10;
+const CLASSES: usize = 8;
 const SMALLEST: usize = 8;
 const LARGEST: usize = SMALLEST << (CLASSES - 1);
 const MAX_ALIGN: usize = 16;
