@@ -41,6 +41,15 @@ impl Style {
         }
     }
 
+    /// The style's position in [`Style::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Self::Datadog => 0,
+            Self::TraceContext => 1,
+            Self::B3 => 2,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Datadog => "datadog",
@@ -97,8 +106,9 @@ mod tests {
         assert_eq!(Style::parse("b3"), Some(Style::B3));
         assert_eq!(Style::parse("w3c"), None);
         assert_eq!(Style::parse(""), None);
-        for s in Style::ALL {
+        for (i, s) in Style::ALL.into_iter().enumerate() {
             assert_eq!(Style::parse(s.name()), Some(s));
+            assert_eq!(s.index(), i);
         }
     }
 }
