@@ -58,6 +58,9 @@ VARIANTS = {
     # The floor of any wasm middleware on this host: the same module given an invalid config
     # registers a guest that does nothing per request (no host call at all).
     FLOOR: ("json", {"mode": "invalid-on-purpose"}, None),
+    # The plugin's host calls with fixed values and no guest work (scripts/host_floor.wat): what
+    # the plugin costs above it is its own work.
+    "host-call floor (the plugin's calls, no guest work)": ("json", {"mode": "pipe"}, "drain+host-floor"),
     # The guest's own cost: records built and logged, but Traefik's log level drops them.
     "guest only (log, level ERROR)": ("json-error", {"mode": "log"}, None),
 }
@@ -97,6 +100,10 @@ def start_variant(work: Path, fmt: str, plugin: dict | None, reader: str | None,
     plugins.parent.mkdir(parents=True, exist_ok=True)
     if not plugins.exists():
         shutil.copytree(NET_PLUGIN_DIR if reader == "udp-relay" else PLUGIN_DIR, plugins)
+    if reader == "drain+host-floor":
+        import wasmtime  # in the venv; only this variant needs it
+        (plugins / "plugin.wasm").write_bytes(wasmtime.wat2wasm((REPO / "scripts/host_floor.wat").read_text()))
+        reader = "drain"
     run_dir = work / "run"
     run_dir.mkdir(exist_ok=True)
     fifo = run_dir / "traefik-datadog.fifo"
