@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -190,6 +191,12 @@ def measure(wasm: str, n: int, config: str | None = None,
             one(i)
         end_pages = host.mem().size(store)
         os.close(reader)
+        # wasmtime's objects released now, in order, callbacks and instance before their
+        # store: left to the interpreter's exit, they crash it (a segfault after the last test).
+        host.store = host.memory = None
+        del one, handle_request, handle_response, exports, instance, linker
+        store = None
+        gc.collect()
     return Cost(sides[0] / n, sides[1] / n, {k: v / n for k, v in sorted(host.calls.items())},
                 start_pages, end_pages, frames[0])
 
