@@ -27,6 +27,9 @@ use std::fmt;
 /// The body's encoder; readers decode it with rmp-serde.
 mod msgpack;
 
+/// A bound on a record's frame body, never below its encoded size.
+pub use msgpack::bound as encoded_upper_bound;
+
 pub const MAGIC: [u8; 2] = *b"TD";
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 6;

@@ -4,6 +4,7 @@
 //! fallback log line, whatever the request carried: Traefik itself accepts
 //! a header or a method of a megabyte.
 
+pub use crate::binary::encoded_upper_bound;
 use crate::binary::{CHECKSUM_LEN, HEADER_LEN, MAX_FRAME};
 use crate::header_tags;
 use crate::propagation::{MAX_ORIGIN, MAX_TAGS_HEADER};
@@ -98,26 +99,6 @@ pub fn fit(r: &mut Record) {
             break;
         }
     }
-}
-
-/// MessagePack's largest string header (str32) and largest number.
-const STR_OVERHEAD: usize = 5;
-const NUM: usize = 9;
-/// The record's non-string fields: 11 numbers, 2 optional numbers (the
-/// response size, the gRPC status), the status source (a variant name of
-/// at most 13 bytes), 2 booleans, and the array and map headers.
-const FIXED: usize = 13 * NUM + (13 + STR_OVERHEAD) + 2 + 2 * STR_OVERHEAD;
-
-/// A bound on the MessagePack body of `r` that is never below the real
-/// size, computed without encoding.
-pub fn encoded_upper_bound(r: &Record) -> usize {
-    let strings: usize = r.strings().iter().map(|s| s.len() + STR_OVERHEAD).sum();
-    let tags: usize = r
-        .header_tags
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 2 * STR_OVERHEAD)
-        .sum();
-    FIXED + strings + tags
 }
 
 /// Halves the longest value (scalar or header-tag value) still longer than

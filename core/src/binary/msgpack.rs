@@ -8,16 +8,23 @@
 
 use crate::record::{Record, StatusSource};
 
-/// The most bytes [`write`] adds for `r`: enough to reserve the frame once.
+/// MessagePack's largest string header (str32) and largest number.
+const STR_OVERHEAD: usize = 5;
+const NUM: usize = 9;
+/// The record's non-string fields: 11 numbers, 2 optional numbers (the
+/// response size, the gRPC status), the status source (a variant name of
+/// at most 13 bytes), 2 booleans, and the array and map headers.
+const FIXED: usize = 13 * NUM + (13 + STR_OVERHEAD) + 2 + 2 * STR_OVERHEAD;
+
+/// A bound on what [`write`] adds for `r` that is never below the real
+/// size, computed without encoding: the frame is reserved with it once, and
+/// [`crate::limits::fit`] cuts a record until it fits the frame's budget.
 pub fn bound(r: &Record) -> usize {
-    // Array header, 12 numbers of at most 9 bytes, the status source (a
-    // fixstr of at most 14), 2 bools, 15 string headers and the map header.
-    const FIXED: usize = 3 + 12 * 9 + 14 + 2 + 15 * 5 + 5;
-    let strings: usize = r.strings().iter().map(|s| s.len()).sum();
+    let strings: usize = r.strings().iter().map(|s| s.len() + STR_OVERHEAD).sum();
     let tags: usize = r
         .header_tags
         .iter()
-        .map(|(k, v)| 10 + k.len() + v.len())
+        .map(|(k, v)| k.len() + v.len() + 2 * STR_OVERHEAD)
         .sum();
     FIXED + strings + tags
 }
