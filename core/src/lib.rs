@@ -31,6 +31,8 @@ pub mod sampling_rules;
 pub mod span;
 pub mod spool;
 pub mod status;
+#[cfg(test)]
+mod test_rng;
 pub mod text;
 pub mod time;
 pub mod transport;

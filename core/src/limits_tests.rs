@@ -2,6 +2,7 @@ use super::*;
 use crate::binary::{self, FLAG_CHECKSUM};
 use crate::fallback;
 use crate::record::tests::sample;
+use crate::test_rng::Rng;
 
 #[test]
 fn cut_keeps_short_values_and_marks_cut_ones() {
@@ -51,17 +52,7 @@ fn header_values_join_with_commas() {
     assert!(t.starts_with("v,v,v,"));
 }
 
-/// A xorshift generator: the property tests need no extra crate.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }

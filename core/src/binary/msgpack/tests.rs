@@ -1,5 +1,6 @@
 use super::*;
 use crate::record::tests::sample;
+use crate::test_rng::Rng;
 use std::collections::BTreeMap;
 
 /// Our bytes are rmp-serde's, and within the bound reserved for them.
@@ -69,29 +70,23 @@ fn integers_at_every_width_boundary_are_written_as_rmp_serde_writes_them() {
         u64::from(u32::MAX) + 1,
         u64::MAX,
     ];
-    let signed = [
-        0,
-        1,
-        127,
-        128,
-        255,
-        256,
-        65_535,
-        65_536,
-        i64::from(u32::MAX),
-        i64::from(u32::MAX) + 1,
-        i64::MAX,
-        -1,
-        -32,
-        -33,
-        -128,
-        -129,
-        -32_768,
-        -32_769,
-        i64::from(i32::MIN),
-        i64::from(i32::MIN) - 1,
-        i64::MIN,
-    ];
+    // The unsigned boundaries an i64 holds, then the signed ones.
+    let signed = unsigned
+        .iter()
+        .filter_map(|&u| i64::try_from(u).ok())
+        .chain([
+            i64::MAX,
+            -1,
+            -32,
+            -33,
+            -128,
+            -129,
+            -32_768,
+            -32_769,
+            i64::from(i32::MIN),
+            i64::from(i32::MIN) - 1,
+            i64::MIN,
+        ]);
     for v in unsigned {
         let mut r = sample(200);
         (r.trace_id_high, r.trace_id, r.span_id, r.parent_id) = (v, v, v, v);
@@ -158,17 +153,7 @@ fn header_tags_at_every_map_size_boundary_are_written_as_rmp_serde_writes_them()
     }
 }
 
-/// xorshift64: deterministic, and enough to spread values over every form.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     /// A value of a random width, so that each encoded size comes up often.
     fn wide(&mut self) -> u64 {
         let shift = self.next() % 64;
