@@ -30,11 +30,12 @@ use tdp_core::request::{self, RequestFacts};
 use tdp_core::time::now_unix_ns;
 use tdp_core::watch::{Change, Watch};
 
-/// A request between `handle_request` and `handle_response`. The host holds
-/// an instance exclusively for that time, so one slot is enough.
+/// Every allocation of the guest: see `alloc` for why not wasi-libc's alone.
 #[global_allocator]
 static ALLOCATOR: alloc::Pool = alloc::Pool::new();
 
+/// A request between `handle_request` and `handle_response`. The host holds
+/// an instance exclusively for that time, so one slot is enough.
 struct InFlight {
     facts: RequestFacts,
     observe: Observe,
