@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 use std::time::Instant;
-use tdp_core::buffering::StreamHints;
+use tdp_core::buffering::{HintHeader, StreamHints};
 use tdp_core::config::Config;
 use tdp_core::ids::{IdGenerator, fnv1a64};
 use tdp_core::propagation;
@@ -38,13 +38,12 @@ fn request_part(
 ) -> (RequestFacts, propagation::Propagation) {
     let f = facts(start_ns);
     let observe = cfg.buffering.observe(
-        &StreamHints {
-            upgrade: Some(""),
-            connection: Some(""),
-            accept: Some("text/html,application/json"),
-            content_type: Some(""),
-            range: None,
-        },
+        &StreamHints::of(&[
+            (HintHeader::Upgrade, ""),
+            (HintHeader::Connection, ""),
+            (HintHeader::Accept, "text/html,application/json"),
+            (HintHeader::ContentType, ""),
+        ]),
         &f.host,
         &f.path,
         |_, _| false,

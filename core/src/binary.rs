@@ -544,8 +544,9 @@ mod tests {
     fn exact_size_of_the_sample() {
         // 170 before the three propagation strings, each empty: one byte;
         // then one for the empty header-tag map and one for metrics_sent,
-        // then a nil each for the unknown size and gRPC status.
-        assert_eq!(frame(200).len(), 177);
+        // then a nil each for the unknown size and gRPC status, then one
+        // each for no recovered call and no unread value.
+        assert_eq!(frame(200).len(), 179);
     }
 
     #[test]
@@ -562,15 +563,27 @@ mod tests {
     #[test]
     fn reads_frames_written_before_the_propagation_fields() {
         // The record array had 24 elements (array16 header `dc 00 18`); the
-        // three empty strings at its end are `a0 a0 a0`.
+        // three empty strings at its end are `a0 a0 a0`; the fields after
+        // them are an empty map, false, two nils and two zeros.
         let new = frame(200);
-        assert_eq!(&new[6..9], &[0xdc, 0x00, 31]);
+        assert_eq!(&new[6..9], &[0xdc, 0x00, 33]);
         assert_eq!(
-            &new[new.len() - 7..],
-            &[0xa0, 0xa0, 0xa0, 0x80, 0xc2, 0xc0, 0xc0]
+            &new[new.len() - 9..],
+            &[0xa0, 0xa0, 0xa0, 0x80, 0xc2, 0xc0, 0xc0, 0x00, 0x00]
         );
-        let mut old = new[..new.len() - 7].to_vec();
+        let mut old = new[..new.len() - 9].to_vec();
         old[8] = 24;
+        let body = (old.len() - HEADER_LEN) as u16;
+        old[4..6].copy_from_slice(&body.to_le_bytes());
+        assert_eq!(decode(&old).expect("old frame decodes"), sample(200));
+    }
+
+    #[test]
+    fn reads_frames_written_before_the_guest_counts() {
+        // 31 elements: no recovered calls, no unread values.
+        let mut old = frame(200);
+        old.truncate(old.len() - 2);
+        old[8] = 31;
         let body = (old.len() - HEADER_LEN) as u16;
         old[4..6].copy_from_slice(&body.to_le_bytes());
         assert_eq!(decode(&old).expect("old frame decodes"), sample(200));

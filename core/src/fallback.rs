@@ -121,6 +121,10 @@ line_fields! { r, line;
     content_length: Option<u64> = r.content_length => content_length: line.content_length;
     #[serde(rename = "GrpcStatus", default, skip_serializing_if = "Option::is_none")]
     grpc_status: Option<u8> = r.grpc_status => grpc_status: line.grpc_status;
+    #[serde(rename = "dd.recovered_calls", default, skip_serializing_if = "is_zero")]
+    recovered_calls: u32 = r.recovered_calls => recovered_calls: line.recovered_calls;
+    #[serde(rename = "dd.unread_values", default, skip_serializing_if = "is_zero")]
+    unread_values: u16 = r.unread_values => unread_values: line.unread_values;
 }
 
 fn decimal_id(field: &'static str, v: &str) -> Result<u64, LineError> {
@@ -163,6 +167,10 @@ impl std::error::Error for LineError {}
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 // serde's skip_serializing_if hands over the field as it is: a `&Cow`.
@@ -260,6 +268,17 @@ mod tests {
         let line = encode(&r);
         assert!(line.ends_with(r#","ContentLength":209715200,"GrpcStatus":14}"#));
         assert_eq!(decode(&line).expect("decodes"), r);
+    }
+
+    #[test]
+    fn round_trips_the_guest_counts_only_when_not_zero() {
+        let mut r = sample(200);
+        r.recovered_calls = 2;
+        r.unread_values = 3;
+        let line = encode(&r);
+        assert!(line.ends_with(r#","dd.recovered_calls":2,"dd.unread_values":3}"#));
+        assert_eq!(decode(&line).expect("decodes"), r);
+        assert!(!encode(&sample(200)).contains("recovered"));
     }
 
     #[test]

@@ -1,13 +1,26 @@
 //! The header names the host lists in one call (`get_header_names`: each
 //! name NUL-terminated), split once and asked by name, so that the headers a
 //! request does not carry cost the guest no host call.
+//!
+//! The list is borrowed where it was read (the guest reads it into space on
+//! its stack) and split into a fixed table: whatever a client sends, the
+//! guest's heap does not grow with the number of headers. A list with more
+//! than [`MAX_NAMES`] names is not kept; the guest then asks the host for
+//! each header it needs.
+
+/// Names kept in the table. Browsers send about twenty headers, and a
+/// proxy chain adds a dozen more; a request with more is answered one host
+/// call per needed header instead.
+pub const MAX_NAMES: usize = 64;
 
 /// One side's header names.
-#[derive(Debug, Default)]
-pub struct HeaderNames {
-    bytes: Vec<u8>,
-    /// Start and end of each name in `bytes`.
-    spans: Vec<(usize, usize)>,
+#[derive(Debug)]
+pub struct HeaderNames<'a> {
+    bytes: &'a [u8],
+    /// Start and end of each name in `bytes`: the list is read into at most
+    /// a few KiB, so offsets fit 16 bits.
+    spans: [(u16, u16); MAX_NAMES],
+    len: usize,
     /// One bit per name, at [`bit`]: most names asked for are absent
     /// (trace headers, stream hints), and a clear bit says so at once.
     bits: u64,
@@ -20,49 +33,57 @@ fn bit(name: &[u8]) -> u64 {
     1 << ((name.len() * 31 + first * 7 + last) % 64)
 }
 
-impl HeaderNames {
-    /// Splits the host's list. Split once: a request asks for about twenty
-    /// names, and scanning the whole list for each cost the guest more than
-    /// all its other reads. A last name without its NUL still counts.
-    pub fn parse(bytes: Vec<u8>) -> Self {
-        let mut spans = Vec::with_capacity(16);
-        let mut bits = 0;
+impl<'a> HeaderNames<'a> {
+    /// Splits the host's list; `None` when it has more than [`MAX_NAMES`]
+    /// names or is longer than 64 KiB. Split once: a request asks for
+    /// about twenty names, and scanning the whole list for each cost the
+    /// guest more than all its other reads. A last name without its NUL
+    /// still counts.
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() > usize::from(u16::MAX) {
+            return None;
+        }
+        let mut names = Self {
+            bytes,
+            spans: [(0, 0); MAX_NAMES],
+            len: 0,
+            bits: 0,
+        };
         let mut start = 0;
-        while let Some(len) = bytes
-            .get(start..)
-            .and_then(|rest| rest.iter().position(|&b| b == 0))
-        {
-            let end = start + len;
-            spans.push((start, end));
-            bits |= bit(&bytes[start..end]);
+        while start < bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == 0)
+                .map_or(bytes.len(), |n| start + n);
+            let slot = names.spans.get_mut(names.len)?;
+            // Both below 64 KiB: checked above.
+            *slot = (start as u16, end as u16);
+            names.len += 1;
+            names.bits |= bit(&bytes[start..end]);
             start = end + 1;
         }
-        if start < bytes.len() {
-            spans.push((start, bytes.len()));
-            bits |= bit(&bytes[start..]);
-        }
-        Self { bytes, spans, bits }
+        Some(names)
     }
 
     /// Whether `name` is listed, in any case.
     pub fn has(&self, name: &[u8]) -> bool {
         self.bits & bit(name) != 0
-            && self.spans.iter().any(|&(start, end)| {
-                end - start == name.len()
+            && self.spans[..self.len].iter().any(|&(start, end)| {
+                usize::from(end - start) == name.len()
                     && self
                         .bytes
-                        .get(start..end)
+                        .get(usize::from(start)..usize::from(end))
                         .is_some_and(|n| n.eq_ignore_ascii_case(name))
             })
     }
 
     /// How many names are listed.
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.len == 0
     }
 }
 
@@ -70,8 +91,8 @@ impl HeaderNames {
 mod tests {
     use super::*;
 
-    fn names(list: &[u8]) -> HeaderNames {
-        HeaderNames::parse(list.to_vec())
+    fn names(list: &[u8]) -> HeaderNames<'_> {
+        HeaderNames::parse(list).expect("within the table")
     }
 
     #[test]
@@ -116,15 +137,29 @@ mod tests {
 
     #[test]
     fn every_listed_name_is_found_whatever_its_bit() {
-        // Names whose bits collide, and many names: the bit only ever
+        // Names whose bits collide, and a full table: the bit only ever
         // says "absent" for absent names.
-        let list: Vec<String> = (0..300).map(|i| format!("x-h{i}")).collect();
+        let list: Vec<String> = (0..MAX_NAMES).map(|i| format!("x-h{i}")).collect();
         let bytes: Vec<u8> = list.iter().flat_map(|n| n.bytes().chain([0])).collect();
-        let n = HeaderNames::parse(bytes);
-        assert_eq!(n.len(), 300);
+        let n = HeaderNames::parse(&bytes).expect("64 names fit");
+        assert_eq!(n.len(), MAX_NAMES);
         for name in &list {
             assert!(n.has(name.to_uppercase().as_bytes()), "{name}");
         }
-        assert!(!n.has(b"x-h300"));
+        assert!(!n.has(b"x-h64"));
+    }
+
+    #[test]
+    fn a_list_over_the_table_or_64_kib_is_not_kept() {
+        let over: Vec<u8> = (0..=MAX_NAMES)
+            .flat_map(|i| format!("x-h{i}\0").into_bytes())
+            .collect();
+        assert!(HeaderNames::parse(&over).is_none());
+        // The last name may lack its NUL: 65 names either way.
+        assert!(HeaderNames::parse(&over[..over.len() - 1]).is_none());
+        let long = vec![b'a'; usize::from(u16::MAX) + 1];
+        assert!(HeaderNames::parse(&long).is_none());
+        let one = vec![b'a'; usize::from(u16::MAX)];
+        assert_eq!(HeaderNames::parse(&one).map(|n| n.len()), Some(1));
     }
 }

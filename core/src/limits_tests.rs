@@ -156,6 +156,8 @@ fn extreme(rng: &mut Rng) -> Record {
     r.sampling_mechanism = rng.next() as u8;
     r.content_length = Some(u64::MAX);
     r.grpc_status = Some(u8::MAX);
+    r.recovered_calls = u32::MAX;
+    r.unread_values = u16::MAX;
     r.status_source = crate::record::StatusSource::ContentRange;
     r
 }

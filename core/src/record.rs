@@ -92,6 +92,16 @@ pub struct Record {
     /// gRPC's status code (the `grpc-status` trailer) of a gRPC response.
     #[serde(default)]
     pub grpc_status: Option<u8>,
+    /// Calls into the guest instance that wrote this record which were
+    /// aborted (a trap) and recovered from since its previous record. Not
+    /// the request's own: the relay sums them (`plugin_recovered_calls`).
+    #[serde(default)]
+    pub recovered_calls: u32,
+    /// Values of this request (headers, the URI) present but too large for
+    /// the guest to read: each stands as `...` in the record or was judged
+    /// without its value. The relay sums them (`plugin_unread_values`).
+    #[serde(default)]
+    pub unread_values: u16,
 }
 
 /// The resource name for a request under the configured rule.
@@ -148,6 +158,8 @@ impl Record {
             metrics_sent: false,
             content_length: None,
             grpc_status: None,
+            recovered_calls: 0,
+            unread_values: 0,
         }
     }
 

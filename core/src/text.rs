@@ -85,11 +85,17 @@ pub fn u64_string(v: u64) -> String {
     s
 }
 
-/// ASCII case-insensitive substring test without lowercasing a copy: the
-/// guest runs it on every request's Accept header.
-pub fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+/// ASCII case-insensitive substring test without lowercasing a copy, on
+/// bytes as the host gave them: the guest runs it on every request's
+/// Accept header. Windows whose first byte differs are passed over before
+/// the whole window is compared.
+pub fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some(first) = needle.first().map(u8::to_ascii_lowercase) else {
+        return true;
+    };
+    haystack
+        .windows(needle.len())
+        .any(|w| w[0].to_ascii_lowercase() == first && w.eq_ignore_ascii_case(needle))
 }
 
 /// `s` cut to at most `max` bytes at a char boundary.
@@ -175,12 +181,14 @@ mod tests {
     #[test]
     fn finds_needles_in_any_case() {
         assert!(contains_ignore_case(
-            "Text/Event-Stream, */*",
-            "text/event-stream"
+            b"Text/Event-Stream, */*",
+            b"text/event-stream"
         ));
-        assert!(contains_ignore_case("keep-alive, Upgrade", "upgrade"));
-        assert!(contains_ignore_case("x", ""));
-        assert!(!contains_ignore_case("text/event", "text/event-stream"));
+        assert!(contains_ignore_case(b"keep-alive, Upgrade", b"upgrade"));
+        assert!(contains_ignore_case(b"x", b""));
+        assert!(!contains_ignore_case(b"text/event", b"text/event-stream"));
+        assert!(!contains_ignore_case(b"", b"x"));
+        assert!(contains_ignore_case(b"\xff\xfeUPGRADE", b"upgrade"));
     }
 
     #[test]

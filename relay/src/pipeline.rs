@@ -108,6 +108,14 @@ impl Pipeline {
 
     fn handle(&mut self, e: Envelope) {
         let Envelope { mut record, host } = e;
+        Counters::add(
+            &self.counters.plugin_recovered_calls,
+            u64::from(record.recovered_calls),
+        );
+        Counters::add(
+            &self.counters.plugin_unread_values,
+            u64::from(record.unread_values),
+        );
         apply_defaults(&mut record, &self.defaults);
         if let Some(r) = self.routes.as_mut() {
             r.observe(&record);

@@ -153,6 +153,11 @@ counters! {
         /// Records whose request metrics went to `resource:other` because the
         /// interval already had --max-resources distinct resources.
         resources_folded: Count "resources_folded" "" "resources_folded";
+        /// Calls into plugin instances that were aborted (a trap) and that
+        /// the instance recovered from, as its records report them.
+        plugin_recovered_calls: Count "plugin_recovered_calls" "" "plugin_recovered_calls";
+        /// Request values present but too large for the plugin to read.
+        plugin_unread_values: Count "plugin_unread_values" "" "plugin_unread_values";
     }
 }
 
@@ -273,6 +278,8 @@ mod tests {
             statsd_datagrams: 9,
             statsd_errors: 0,
             statsd_oversized: 0,
+            plugin_recovered_calls: 1,
+            plugin_unread_values: 2,
         }
     }
 
@@ -294,7 +301,7 @@ mod tests {
              spans_dropped=1 (buffer_full=1 rejected=0 shutdown=0 encode=0) payloads_sent=2 \
              payloads_retried=1 agent_errors=1 buffer_cap_hits=1 queue_depth=7 queue_bytes=4200 \
              buffered_spans=4 statsd_datagrams=9 statsd_errors=0 statsd_oversized=0 \
-             resources_folded=3 rss_bytes=4096"
+             resources_folded=3 plugin_recovered_calls=1 plugin_unread_values=2 rss_bytes=4096"
         );
     }
 
@@ -343,6 +350,8 @@ mod tests {
                 "traefik_datadog.relay.buffer_cap_hits:1|c",
                 "traefik_datadog.relay.statsd_errors:0|c",
                 "traefik_datadog.relay.resources_folded:3|c",
+                "traefik_datadog.relay.plugin_recovered_calls:1|c",
+                "traefik_datadog.relay.plugin_unread_values:2|c",
                 "traefik_datadog.relay.queue_depth:7|g",
                 "traefik_datadog.relay.queue_bytes:4200|g",
                 "traefik_datadog.relay.buffered_spans:4|g",

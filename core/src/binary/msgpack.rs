@@ -11,10 +11,10 @@ use crate::record::{Record, StatusSource};
 /// MessagePack's largest string header (str32) and largest number.
 const STR_OVERHEAD: usize = 5;
 const NUM: usize = 9;
-/// The record's non-string fields: 11 numbers, 2 optional numbers (the
+/// The record's non-string fields: 13 numbers, 2 optional numbers (the
 /// response size, the gRPC status), the status source (a variant name of
 /// at most 13 bytes), 2 booleans, and the array and map headers.
-const FIXED: usize = 13 * NUM + (13 + STR_OVERHEAD) + 2 + 2 * STR_OVERHEAD;
+const FIXED: usize = 15 * NUM + (13 + STR_OVERHEAD) + 2 + 2 * STR_OVERHEAD;
 
 /// A bound on what [`write`] adds for `r` that is never below the real
 /// size, computed without encoding: the frame is reserved with it once, and
@@ -64,9 +64,11 @@ pub fn write(out: &mut Vec<u8>, r: &Record) {
         metrics_sent,
         content_length,
         grpc_status,
+        recovered_calls,
+        unread_values,
     } = r;
-    // array16 of 31 fields.
-    out.extend_from_slice(&[0xdc, 0, 31]);
+    // array16 of 33 fields.
+    out.extend_from_slice(&[0xdc, 0, 33]);
     put_sint(out, *start_ns);
     put_sint(out, *duration_ns);
     put_str(out, host);
@@ -109,6 +111,8 @@ pub fn write(out: &mut Vec<u8>, r: &Record) {
         Some(n) => put_uint(out, u64::from(*n)),
         None => out.push(0xc0),
     }
+    put_uint(out, u64::from(*recovered_calls));
+    put_uint(out, u64::from(*unread_values));
 }
 
 /// The serde name of each variant (`rename_all = "lowercase"`, one rename).

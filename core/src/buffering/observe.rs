@@ -24,6 +24,9 @@ pub enum StreamKind {
     Download,
     /// The host and path prefix served a large response before.
     Learned,
+    /// A header that decides buffering was too large to read
+    /// ([`StreamHints::unread`]).
+    Unread,
 }
 
 /// Extensions of paths whose responses are downloads (`unbufferedExtensions`
@@ -34,14 +37,97 @@ pub const DEFAULT_EXTENSIONS: &[&str] = &[
     "webm", "whl", "xz", "zip", "zst",
 ];
 
-/// The request headers that decide buffering, as the request carries them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StreamHints<'a> {
-    pub upgrade: Option<&'a str>,
-    pub connection: Option<&'a str>,
-    pub accept: Option<&'a str>,
-    pub content_type: Option<&'a str>,
-    pub range: Option<&'a str>,
+/// The request headers that decide buffering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintHeader {
+    Upgrade,
+    Connection,
+    Accept,
+    ContentType,
+    Range,
+}
+
+impl HintHeader {
+    pub const ALL: [Self; 5] = [
+        Self::Upgrade,
+        Self::Connection,
+        Self::Accept,
+        Self::ContentType,
+        Self::Range,
+    ];
+
+    /// The header's name as Go's header map spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Upgrade => "Upgrade",
+            Self::Connection => "Connection",
+            Self::Accept => "Accept",
+            Self::ContentType => "Content-Type",
+            Self::Range => "Range",
+        }
+    }
+
+    /// Whether only the header's presence counts, not its value.
+    pub fn presence_only(self) -> bool {
+        self == Self::Range
+    }
+}
+
+/// What the request headers that decide buffering said, each judged where
+/// it was read: the guest reads one value at a time into the same space,
+/// so nothing but these flags is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamHints {
+    /// A non-blank `Upgrade`, or `Connection` naming `upgrade`.
+    pub upgrade: bool,
+    /// `Accept` naming `text/event-stream`.
+    pub event_stream: bool,
+    /// `Content-Type` starting with `application/grpc`.
+    pub grpc: bool,
+    /// A `Range` header.
+    pub range: bool,
+    /// A header among these too large to read: it may announce a stream.
+    pub unread: bool,
+}
+
+impl StreamHints {
+    /// Takes one header's value (all its values, comma-joined).
+    pub fn see(&mut self, header: HintHeader, value: &[u8]) {
+        match header {
+            HintHeader::Upgrade => self.upgrade |= !value.trim_ascii().is_empty(),
+            HintHeader::Connection => {
+                self.upgrade |= crate::text::contains_ignore_case(value, b"upgrade")
+            }
+            HintHeader::Accept => {
+                self.event_stream |= crate::text::contains_ignore_case(value, b"text/event-stream")
+            }
+            HintHeader::ContentType => {
+                let c = value.trim_ascii_start();
+                self.grpc |=
+                    c.len() >= GRPC.len() && c[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes());
+            }
+            HintHeader::Range => self.range = true,
+        }
+    }
+
+    /// Takes a header whose value was too large to read. Only the presence
+    /// of `Range` counts, so that one is judged all the same.
+    pub fn see_unread(&mut self, header: HintHeader) {
+        if header.presence_only() {
+            self.see(header, b"");
+        } else {
+            self.unread = true;
+        }
+    }
+
+    /// The flags for headers given as text (tests, benchmarks).
+    pub fn of(values: &[(HintHeader, &str)]) -> Self {
+        let mut h = Self::default();
+        for (header, value) in values {
+            h.see(*header, value.as_bytes());
+        }
+        h
+    }
 }
 
 /// What the operator configured about buffering, validated.
@@ -72,26 +158,22 @@ impl Policy {
     /// path belong to a route learned to be large.
     pub fn observe(
         &self,
-        hints: &StreamHints<'_>,
+        hints: &StreamHints,
         host: &str,
         path: &str,
         learned: impl FnOnce(&str, &str) -> bool,
     ) -> Observe {
-        let has = |h: Option<&str>, needle: &str| {
-            h.is_some_and(|v| crate::text::contains_ignore_case(v, needle))
-        };
-        let kind = if hints.upgrade.is_some_and(|u| !u.trim().is_empty())
-            || has(hints.connection, "upgrade")
-        {
+        let kind = if hints.upgrade {
             StreamKind::WebSocket
-        } else if has(hints.accept, "text/event-stream") {
+        } else if hints.event_stream {
             StreamKind::EventStream
-        } else if hints.content_type.is_some_and(|c| {
-            let c = c.trim_start().as_bytes();
-            c.len() >= GRPC.len() && c[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
-        }) {
+        } else if hints.grpc {
             StreamKind::Grpc
-        } else if hints.range.is_some() {
+        } else if hints.unread {
+            // It may announce a stream, and buffering a stream breaks it:
+            // the status is given up instead.
+            StreamKind::Unread
+        } else if hints.range {
             StreamKind::Partial
         } else if self.unbuffered_hosts.iter().any(|h| h == host)
             || self

@@ -8,7 +8,7 @@ fn policy() -> Policy {
     }
 }
 
-fn obs(h: StreamHints<'_>, host: &str, path: &str) -> Observe {
+fn obs(h: StreamHints, host: &str, path: &str) -> Observe {
     policy().observe(&h, host, path, |h, p| {
         h == "learned.example" && p.starts_with("/export/")
     })
@@ -26,35 +26,53 @@ fn ordinary_requests_are_buffered() {
 
 #[test]
 fn streams_are_never_buffered() {
-    let ws = StreamHints {
-        upgrade: Some("websocket"),
-        connection: Some("Upgrade"),
-        ..Default::default()
-    };
+    use HintHeader::*;
+    let ws = StreamHints::of(&[(Upgrade, "websocket"), (Connection, "Upgrade")]);
     assert_eq!(obs(ws, "a", "/"), Observe::Stream(StreamKind::WebSocket));
-    let h2c = StreamHints {
-        connection: Some("keep-alive, Upgrade"),
-        ..Default::default()
-    };
+    let h2c = StreamHints::of(&[(Connection, "keep-alive, Upgrade")]);
     assert_eq!(obs(h2c, "a", "/"), Observe::Stream(StreamKind::WebSocket));
-    let sse = StreamHints {
-        accept: Some("text/html, Text/Event-Stream"),
-        ..Default::default()
-    };
+    let sse = StreamHints::of(&[(Accept, "text/html, Text/Event-Stream")]);
     assert_eq!(obs(sse, "a", "/"), Observe::Stream(StreamKind::EventStream));
-    let grpc = StreamHints {
-        content_type: Some("application/grpc+proto"),
-        ..Default::default()
-    };
+    let grpc = StreamHints::of(&[(ContentType, " application/grpc+proto")]);
     assert_eq!(obs(grpc, "a", "/"), Observe::Stream(StreamKind::Grpc));
+    // Blank or unrelated values say nothing.
+    let plain = StreamHints::of(&[
+        (Upgrade, " \t"),
+        (Connection, "keep-alive"),
+        (Accept, "text/event"),
+        (ContentType, "text/grpc"),
+    ]);
+    assert_eq!(plain, StreamHints::default());
+    assert_eq!(obs(plain, "a", "/"), Observe::Buffer);
+}
+
+#[test]
+fn a_hint_too_large_to_read_streams_unless_another_hint_decides() {
+    use HintHeader::*;
+    for h in [Upgrade, Connection, Accept, ContentType] {
+        let mut hints = StreamHints::default();
+        hints.see_unread(h);
+        assert_eq!(
+            obs(hints, "a", "/"),
+            Observe::Stream(StreamKind::Unread),
+            "{h:?}"
+        );
+        hints.see(Accept, b"text/event-stream");
+        assert_eq!(
+            obs(hints, "a", "/"),
+            Observe::Stream(StreamKind::EventStream)
+        );
+    }
+    // Only Range's presence counts: unread, it is still a range.
+    let mut hints = StreamHints::default();
+    hints.see_unread(Range);
+    assert_eq!(hints, StreamHints::of(&[(Range, "")]));
+    assert_eq!(obs(hints, "a", "/"), Observe::Stream(StreamKind::Partial));
 }
 
 #[test]
 fn ranges_listed_routes_downloads_and_learned_routes_stream() {
-    let range = StreamHints {
-        range: Some("bytes=0-99"),
-        ..Default::default()
-    };
+    let range = StreamHints::of(&[(HintHeader::Range, "bytes=0-99")]);
     assert_eq!(obs(range, "a", "/x"), Observe::Stream(StreamKind::Partial));
     let excluded = Observe::Stream(StreamKind::Excluded);
     assert_eq!(obs(StreamHints::default(), "big.example", "/"), excluded);

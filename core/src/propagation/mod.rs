@@ -9,7 +9,9 @@
 //! the lookup must be case-insensitive (the http-wasm host's is). When a
 //! header occurs several times the lookup should return the values joined
 //! with `,` (HTTP list semantics): `tracestate` is meant to be split that way,
-//! and single-valued headers then fail to parse, as they should.
+//! and single-valued headers then fail to parse, as they should. A value the
+//! guest could not read (larger than its read space) is given as [`UNREAD`]:
+//! invalid in every style, and for `x-datadog-tags` the oversize it is.
 //!
 //! Decisions, where the brief or the specs leave room:
 //! - Styles are tried in the configured order; the first that yields a valid
@@ -29,6 +31,9 @@
 //! - A parent id of 0 (or none) is accepted only in the Datadog style with an
 //!   origin (Synthetics): the plugin span is then the trace's root.
 //! - Unknown keys inside tracestate's `dd` member are not re-injected.
+//! - Other vendors' tracestate members are re-injected up to 512 characters
+//!   ([`MAX_TRACESTATE_OTHERS`]), cut as W3C says a vendor may: members
+//!   longer than 128 characters first, then from the end.
 //! - Injection overwrites the injected headers (nginx-datadog) and removes
 //!   every other header of the three styles (plus the B3 single `b3` header),
 //!   so the upstream sees exactly one context, ours, never a stale or
@@ -57,9 +62,9 @@ pub use settings::Settings;
 pub use style::*;
 pub use tags::{
     ERROR_DECODING, ERROR_EXTRACT_MAX_SIZE, ERROR_INJECT_MAX_SIZE, ERROR_MALFORMED_TID,
-    MAX_TAGS_HEADER,
+    MAX_TAGS_HEADER, UNREAD,
 };
-pub use tracecontext::{MAX_TRACESTATE_MEMBERS, MAX_TRACESTATE_VALUE};
+pub use tracecontext::{MAX_TRACESTATE_MEMBERS, MAX_TRACESTATE_OTHERS, MAX_TRACESTATE_VALUE};
 
 use crate::ids::TraceId;
 use crate::record::{Record, SpanContext};
@@ -114,6 +119,26 @@ where
         extract(cfg.extract, get)
     } else {
         None
+    }
+}
+
+/// Every incoming header but `tracestate` is, past its blanks, invalid
+/// (ids, priorities, origins, `traceparent`'s fields) or over its cap
+/// (`x-datadog-tags`, 512) well before this length, and stays so cut here.
+const MAX_USEFUL: usize = 1024;
+
+/// What of a header's value extraction needs, copied for it: the same
+/// context as the whole value, from at most about 1 KiB of it, so that the
+/// guest does not copy up to 8 KiB per header. `tracestate` is used whole:
+/// a member at its end can make it invalid. `x-datadog-tags` keeps its
+/// blanks: its length decides `extract_max_size`, spaces included, as in
+/// dd-trace. Every other header is read past its blanks (`ows`), then cut
+/// as [`crate::limits::text`] cuts, marker included.
+pub fn useful(name: &str, value: &str) -> String {
+    match name {
+        TRACESTATE => value.to_owned(),
+        X_DATADOG_TAGS => crate::limits::text(value.as_bytes(), MAX_USEFUL),
+        _ => crate::limits::text(lex::ows(value).as_bytes(), MAX_USEFUL),
     }
 }
 

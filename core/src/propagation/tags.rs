@@ -9,6 +9,11 @@ use crate::sampling;
 /// Largest `x-datadog-tags` value read or written (dd-trace's default).
 pub const MAX_TAGS_HEADER: usize = 512;
 
+/// A header value present but too large for the guest to read. No client
+/// can send it: Go's server rejects a NUL in a header value, and the host
+/// joins values with NUL bytes only to separate them.
+pub const UNREAD: &str = "\0";
+
 /// Values of `_dd.propagation_error`.
 pub const ERROR_EXTRACT_MAX_SIZE: &str = "extract_max_size";
 pub const ERROR_DECODING: &str = "decoding_error";
@@ -89,7 +94,9 @@ pub(super) fn datadog_tags(
     header: &str,
     trace: &mut TraceId,
 ) -> (Vec<(String, String)>, Option<&'static str>) {
-    if header.len() > MAX_TAGS_HEADER {
+    // An unread value is longer than anything the guest reads, so longer
+    // than the cap: the error dd-trace gives an oversized header.
+    if header.len() > MAX_TAGS_HEADER || header == UNREAD {
         return (Vec::new(), Some(ERROR_EXTRACT_MAX_SIZE));
     }
     let Some(pairs) = decode_tags(header) else {

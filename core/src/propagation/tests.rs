@@ -271,3 +271,55 @@ fn begin_and_annotate_fill_the_record() {
         ("", "inject_max_size", "")
     );
 }
+
+#[test]
+fn a_value_cut_to_its_useful_length_extracts_as_the_whole_value() {
+    let long = |head: &str, fill: char| format!("{head}{}", fill.to_string().repeat(3000));
+    let padded = |v: &str| format!("{}{v}{}", " \t".repeat(1000), "\t ".repeat(1000));
+    let v01 = format!("01{}-", &TP[2..]);
+    let variants: Vec<(&'static str, String)> = vec![
+        (X_DATADOG_TRACE_ID, long("1", '1')),
+        (X_DATADOG_TRACE_ID, long("1311768467463790320", ' ')),
+        (X_DATADOG_PARENT_ID, long("1", ' ')),
+        (X_DATADOG_SAMPLING_PRIORITY, long("2", '0')),
+        (X_DATADOG_ORIGIN, long("rum", 'x')),
+        (
+            X_DATADOG_TAGS,
+            long("_dd.p.tid=6b0ea0cb00000000,_dd.p.a=", 'b'),
+        ),
+        (X_DATADOG_TAGS, long("_dd.p.tid=6b0ea0cb00000000", ' ')),
+        (TRACEPARENT, long(&v01, 'f')),
+        (TRACEPARENT, long(TP, ' ')),
+        (TRACEPARENT, long(TP, '0')),
+        (X_B3_TRACEID, long("abc", '0')),
+        (X_B3_SPANID, long("def", 'f')),
+        (X_B3_SAMPLED, long("1", '1')),
+        (X_DATADOG_TRACE_ID, padded("1311768467463790320")),
+        (X_DATADOG_TAGS, padded("_dd.p.tid=6b0ea0cb00000000")),
+        (TRACEPARENT, padded(TP)),
+        (X_B3_SAMPLED, padded("0")),
+    ];
+    for (name, value) in variants {
+        let mut whole = all_three("1311768467463790320", TP);
+        whole.retain(|(n, _)| *n != name);
+        let mut cut = whole.clone();
+        cut.push((name, useful(name, &value)));
+        whole.push((name, value));
+        assert!(cut.last().is_some_and(|(_, v)| v.len() <= 1024));
+        for styles in [
+            &Style::ALL[..],
+            &[Style::B3],
+            &[Style::TraceContext, Style::Datadog],
+        ] {
+            assert_eq!(
+                extract(styles, lookup_in(&cut)),
+                extract(styles, lookup_in(&whole)),
+                "{name} {styles:?}"
+            );
+        }
+    }
+    let state = format!("dd=s:1,{}", "a".repeat(3000));
+    assert_eq!(useful(TRACESTATE, &state), state);
+    assert_eq!(useful(X_DATADOG_TAGS, " _dd.p.a=b "), " _dd.p.a=b ");
+    assert_eq!(useful(TRACEPARENT, " \t00-a\t "), "00-a");
+}

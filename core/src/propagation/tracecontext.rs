@@ -17,6 +17,13 @@ pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 /// W3C: a list member's value is at most 256 characters; so is our `dd=`
 /// member as a whole (dd-trace-cpp).
 pub const MAX_TRACESTATE_VALUE: usize = 256;
+/// Other vendors' members kept for re-injection, commas included: W3C asks
+/// a vendor to propagate at least 512 characters of the header and tells
+/// how to cut beyond. The guest pays memory and work for every byte kept
+/// and written again, on every request.
+pub const MAX_TRACESTATE_OTHERS: usize = 512;
+/// W3C: when the header must be cut, members longer than this go first.
+const LONG_MEMBER: usize = 128;
 
 /// `traceparent` → trace id, parent id, sampled flag.
 fn parse_traceparent(s: &str) -> Option<(TraceId, u64, bool)> {
@@ -108,6 +115,27 @@ fn parse_tracestate(s: &str) -> Option<Tracestate<'_>> {
     Some(Tracestate { dd, others })
 }
 
+/// The other vendors' members re-injected after ours: ours goes first, so
+/// 31 at most; and when they exceed [`MAX_TRACESTATE_OTHERS`], cut as W3C
+/// says (Trace Context, "tracestate limits"): members longer than 128
+/// characters first, then members from the end, until they fit.
+fn kept_others(mut others: Vec<&str>) -> String {
+    others.truncate(MAX_TRACESTATE_MEMBERS - 1);
+    let joined_len = |ms: &[&str]| {
+        ms.iter()
+            .map(|m| m.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1)
+    };
+    if joined_len(&others) > MAX_TRACESTATE_OTHERS {
+        others.retain(|m| m.len() <= LONG_MEMBER);
+    }
+    while joined_len(&others) > MAX_TRACESTATE_OTHERS {
+        others.pop();
+    }
+    others.join(",")
+}
+
 struct DdState {
     priority: Option<i8>,
     origin: Option<String>,
@@ -177,14 +205,7 @@ where
     let Some(state) = parse_tracestate(header.as_ref()) else {
         return Some(out);
     };
-    // Ours goes first on injection: room for 31 others.
-    out.tracestate_others = state
-        .others
-        .iter()
-        .take(MAX_TRACESTATE_MEMBERS - 1)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(",");
+    out.tracestate_others = kept_others(state.others);
     if let Some(dd) = state.dd.and_then(parse_dd_member) {
         out.origin = dd.origin;
         out.propagation_tags = dd.tags;

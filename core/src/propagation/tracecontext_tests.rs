@@ -163,11 +163,30 @@ fn invalid_tracestate_is_ignored_but_traceparent_counts() {
             "{state:?}"
         );
     }
-    // 32 members are fine; ours takes the first slot on injection, so
-    // 31 of theirs are kept.
+    // 32 members are fine (128 characters); ours takes the first slot on
+    // injection, so 31 of theirs are kept.
     let got = ext(TC, &[("traceparent", TP), ("tracestate", &thirty_two)]).expect("context");
     assert_eq!(got.tracestate_others.split(',').count(), 31);
     assert!(got.tracestate_others.ends_with("v30=x"));
+    // Beyond 512 characters of other members, members longer than 128
+    // go first, then members from the end.
+    let long = format!("long={}", "l".repeat(150));
+    let mid = |i: usize| format!("m{i:02}={}", "m".repeat(95));
+    let mut state: Vec<String> = vec![mid(0), long.clone(), mid(1), "dd=s:1".into()];
+    state.extend((2..6).map(mid));
+    let got = ext(TC, &[("traceparent", TP), ("tracestate", &state.join(","))]).expect("context");
+    // Five members of 99 and their commas: 499; the long one went first,
+    // then m05 from the end.
+    let want: Vec<String> = (0..5).map(mid).collect();
+    assert_eq!(got.tracestate_others, want.join(","));
+    assert_eq!(got.tracestate_others.len(), 499);
+    assert_eq!(got.origin, None);
+    assert_eq!(got.sampling_priority, Some(1));
+    // At most 512 kept as they are, long members included.
+    let fits = format!("a={},b={},c=zzzz", "x".repeat(250), "y".repeat(250));
+    assert_eq!(fits.len(), MAX_TRACESTATE_OTHERS);
+    let got = ext(TC, &[("traceparent", TP), ("tracestate", &fits)]).expect("context");
+    assert_eq!(got.tracestate_others, fits);
     // Multi-tenant keys are valid.
     let got = ext(
         TC,

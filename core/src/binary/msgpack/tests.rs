@@ -94,6 +94,8 @@ fn integers_at_every_width_boundary_are_written_as_rmp_serde_writes_them() {
         r.status = v as u16;
         r.sampling_mechanism = v as u8;
         r.grpc_status = Some(v as u8);
+        r.recovered_calls = v as u32;
+        r.unread_values = v as u16;
         assert_same(&r);
     }
     for v in signed {
@@ -207,6 +209,8 @@ fn pseudo_random_records_are_written_as_rmp_serde_writes_them() {
         r.metrics_sent = rng.next() % 2 == 0;
         r.content_length = (rng.next() % 2 == 0).then(|| rng.wide());
         r.grpc_status = (rng.next() % 2 == 0).then(|| rng.next() as u8);
+        r.recovered_calls = rng.wide() as u32;
+        r.unread_values = rng.wide() as u16;
         assert_same(&r);
     }
 }
