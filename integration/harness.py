@@ -21,6 +21,7 @@ import pytest
 import requests
 
 import lines
+import memmove_path
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 REPO_DIR = INTEGRATION_DIR.parent
@@ -176,6 +177,9 @@ class Traefik:
         extra_plugins: dict[str, tuple[str, Path]] | None = None,
         extra_middlewares: dict[str, dict[str, Any]] | None = None,
         log_level: str | None = "INFO",
+        ice_lake_memmove: bool = False,
+        ready_routes: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ):
         self.workdir = workdir
         self.backend = backend
@@ -199,6 +203,13 @@ class Traefik:
         self.extra_middlewares = dict(extra_middlewares or {})
         # None: Traefik's default level (ERROR), as deployed.
         self.log_level = log_level
+        # Go's memmove on the path Intel Ice Lake+ CPUs take, whatever this CPU (memmove_path.py).
+        self.ice_lake_memmove = ice_lake_memmove
+        # The routes probed for readiness (default all): a test whose first request through the
+        # plugin must meet fresh instances probes only a route without it.
+        self.ready_routes = list(ready_routes) if ready_routes is not None else None
+        # Added to Traefik's environment (e.g. GOMAXPROCS).
+        self.env = dict(env or {})
         self.ports = {name: free_port() for name in self.routes}
         self.log_path = workdir / "traefik.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -257,9 +268,10 @@ class Traefik:
         # JSON is YAML: values keep their JSON types (a quoted "1" stays a string).
         (self.workdir / "traefik.yml").write_text(json.dumps(self.static_config(), indent=2))
         (self.workdir / "dynamic.yml").write_text(json.dumps(self.dynamic_config(), indent=2))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAEFIK_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAEFIK_")} | self.env
         self._log_fh = open(self.log_path, "ab")  # a restarted Traefik adds to its output
-        self.proc = subprocess.Popen(
+        popen = memmove_path.popen_on_ice_lake_path if self.ice_lake_memmove else subprocess.Popen
+        self.proc = popen(
             [self.binary, f"--configfile={self.workdir / 'traefik.yml'}"],
             cwd=self.workdir,
             stdout=subprocess.PIPE if self.pipe_output else self._log_fh,
@@ -273,7 +285,7 @@ class Traefik:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for name in self.routes:
+        for name in self.ready_routes if self.ready_routes is not None else self.routes:
             n = 0
             while True:
                 if self.proc is not None and self.proc.poll() is not None:

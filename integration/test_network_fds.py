@@ -1,8 +1,7 @@
 """Open file descriptors of Traefik with plugin-net.wasm (network mode): bounded across 10 config
 reloads and a 100,000-request soak.
 
-What Traefik's socket extension does with fds (docs: shared/reference/traefik-wasm-host.md;
-traefik#11629): every handler build (at start, and again on every dynamic-config reload) gets a
+What Traefik's socket extension does with fds (docs/network-mode.md; traefik#11629): every handler build (at start, and again on every dynamic-config reload) gets a
 wasi-go module with its own fd table and dups Traefik's stdin/stdout/stderr for it (3 fds) that are
 never closed; a socket a guest instance opens is never closed when the pool drops the instance.
 The plugin answers with one UDP socket per destination per handler build: an instance adopts a

@@ -55,8 +55,20 @@ class Host:
         self.store: wasmtime.Store | None = None
         self.reset(REQUEST_HEADERS)
 
-    def reset(self, request: list[tuple[str, str]]) -> None:
-        self.headers = {0: {self.canonical(k.encode()): v for k, v in request}, 1: dict(RESPONSE_HEADERS)}
+    def reset(self, request: list[tuple[str, str | bytes]]) -> None:
+        """A request's headers, in order; a repeated name has several values. The pseudo-headers
+        `:method` and `:uri` replace the request line's (default `GET /bench`)."""
+        self.method, self.uri = b"GET", b"/bench"
+        headers: dict[str, list[bytes]] = {}
+        for k, v in request:
+            raw = v.encode() if isinstance(v, str) else v
+            if k == ":method":
+                self.method = raw
+            elif k == ":uri":
+                self.uri = raw
+            else:
+                headers.setdefault(self.canonical(k.encode()), []).append(raw)
+        self.headers = {0: headers, 1: {k: [v.encode()] for k, v in RESPONSE_HEADERS}}
 
     def mem(self) -> wasmtime.Memory:
         assert self.memory is not None
@@ -88,8 +100,8 @@ class Host:
         fn("log_enabled", [i32], [i32], lambda lvl: 0)
         fn("get_config", [i32, i32], [i32], lambda p, lim: self.write(p, lim, self.config))
         fn("enable_features", [i32], [i32], lambda f: f)
-        fn("get_method", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"GET"))
-        fn("get_uri", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"/bench"))
+        fn("get_method", [i32, i32], [i32], lambda p, lim: self.write(p, lim, self.method))
+        fn("get_uri", [i32, i32], [i32], lambda p, lim: self.write(p, lim, self.uri))
         fn("get_protocol_version", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"HTTP/1.1"))
         fn("get_source_addr", [i32, i32], [i32], lambda p, lim: self.write(p, lim, b"127.0.0.1:40000"))
         fn("get_status_code", [], [i32], lambda: 200)
@@ -101,13 +113,13 @@ class Host:
 
         def values(kind, np, nl, p, lim):
             key = self.canonical(self.read(np, nl))
-            v = self.headers[kind].get(key)
-            if v is None:
+            vs = self.headers[kind].get(key)
+            if not vs:
                 return 0
-            return (1 << 32) | self.write(p, lim, v.encode() + b"\0")
+            return (len(vs) << 32) | self.write(p, lim, b"".join(v + b"\0" for v in vs))
 
         def set_value(kind, np, nl, vp, vl):
-            self.headers[kind][self.canonical(self.read(np, nl))] = self.read(vp, vl).decode("latin-1")
+            self.headers[kind][self.canonical(self.read(np, nl))] = [self.read(vp, vl)]
 
         def remove(kind, np, nl):
             self.headers[kind].pop(self.canonical(self.read(np, nl)), None)

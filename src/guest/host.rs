@@ -1,18 +1,21 @@
 //! Reads from the http-wasm host. Hand-written over `http-wasm-guest`'s
 //! readers for size and allocations: those box every header name and value
 //! (one allocation each, N+1 for the name list) and, past their 2 KiB
-//! shared buffer, allocate and zero a fresh one per read; here one buffer
-//! per instance grows to the largest value seen and is reused, and only the
-//! text the core keeps is allocated.
+//! shared buffer, allocate and zero a fresh one per read.
+//!
+//! Every read goes into a [`Scratch`], space on the calling handler's stack:
+//! the stack is part of the instance's first pages whatever the request, so
+//! reading costs the instance no memory and never grows it. A value longer
+//! than the scratch ([`READ_MAX`]) is not read at all: the ABI gives its
+//! length without writing it, the guest records it as unread (`...`, or
+//! judged without it) and counts it. So no client, whatever it sends, makes
+//! an instance keep more memory, or the guest copy or fill more than 8 KiB.
 //!
 //! The ABI: a read call gets a buffer and its limit, returns the value's
-//! full length, and writes nothing when that exceeds the limit; the caller
-//! grows its buffer and asks again. A length is never trusted beyond the
-//! bytes this module owns: a value larger than [`MAX_READ`], or one that
-//! changed size between the two calls, reads as unreadable, never as a
-//! slice past the buffer.
+//! full length, and writes nothing when that exceeds the limit. A length is
+//! never trusted beyond the bytes this module owns.
 
-use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use tdp_core::header_names::HeaderNames;
 use tdp_core::{header_name, limits};
 
@@ -43,109 +46,99 @@ unsafe extern "C" {
 pub const REQUEST: i32 = 0;
 pub const RESPONSE: i32 = 1;
 
-/// Enough for the usual request without growing.
-const INITIAL: usize = 2048;
-/// Traefik accepts a request head of about 1 MiB (Go's MaxHeaderBytes and
-/// its 4 KiB slack); a value beyond this is reported, not read.
-pub const MAX_READ: usize = 16 << 20;
-/// No cut: the whole value, for the core's own parsers (propagation,
-/// stream hints), which bound what they keep themselves.
-pub const WHOLE: usize = usize::MAX;
+/// The longest value read, NUL terminators included. nginx, which this
+/// plugin replaces, refuses a request line or header line longer than its
+/// largest header buffer (8 KiB by default): what nginx served, the plugin
+/// reads whole. Traefik accepts a megabyte; beyond this it is not read.
+pub const READ_MAX: usize = 8192;
+/// The longest name list kept: a request with a longer one (hundreds of
+/// headers) has each needed header asked by name instead.
+pub const NAMES_MAX: usize = 2048;
 
-thread_local! {
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+/// Space for one value at a time, on the handler's stack. Never zeroed:
+/// only the bytes the host wrote are ever looked at. A variable of its own
+/// (see [`space`]): beside initialised fields in one struct, the compiler
+/// zeroed it whole on every request.
+pub type Space = MaybeUninit<[u8; READ_MAX]>;
+
+pub const fn space() -> Space {
+    MaybeUninit::uninit()
 }
 
-/// What one read gave.
-enum Read<'a> {
-    Bytes(&'a mut [u8]),
-    /// Longer than [`MAX_READ`], or changed size between the two calls.
-    Unreadable,
+/// Reads values into a [`Space`], one at a time, and counts those that did
+/// not fit.
+pub struct Scratch<'s> {
+    buf: &'s mut Space,
+    /// Values present but longer than [`READ_MAX`].
+    pub unread: u16,
 }
 
-/// Calls `call(buf, limit)` (which returns the value's full length), growing
-/// the instance's buffer and calling once more if the value did not fit.
-fn read<R>(call: impl Fn(*mut u8, i32) -> u32, f: impl FnOnce(Read<'_>) -> R) -> R {
-    BUF.with(|cell| {
-        // Only a re-entrant call could find it borrowed; the host never
-        // calls back into the guest during a read.
-        let Ok(mut buf) = cell.try_borrow_mut() else {
-            return f(Read::Unreadable);
+/// A header's values as one read gave them.
+pub enum Value<'a> {
+    Absent,
+    /// All its values, comma-joined, in the scratch.
+    Read(&'a [u8]),
+    /// Present, longer than [`READ_MAX`]: not read (and counted).
+    Unread,
+}
+
+impl<'s> Scratch<'s> {
+    pub fn new(buf: &'s mut Space) -> Self {
+        Self { buf, unread: 0 }
+    }
+
+    /// `call(buf, limit)` writes a value if it fits and returns its full
+    /// length: the bytes written, or `None` (counted) if it did not fit.
+    fn read(&mut self, call: impl FnOnce(*mut u8, i32) -> u32) -> Option<&mut [u8]> {
+        let ptr = self.buf.as_mut_ptr().cast::<u8>();
+        let len = call(ptr, READ_MAX as i32) as usize;
+        if len > READ_MAX {
+            self.unread = self.unread.saturating_add(1);
+            return None;
+        }
+        // SAFETY: the host wrote `len` bytes from `ptr`, within the buffer.
+        Some(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+    }
+
+    /// A value as text of at most `max` bytes, [`limits::MARKER`] if unread.
+    fn text(&mut self, call: impl FnOnce(*mut u8, i32) -> i32, max: usize) -> String {
+        match self.read(|buf, lim| call(buf, lim) as u32) {
+            Some(b) => limits::text(b, max),
+            None => limits::MARKER.to_owned(),
+        }
+    }
+
+    pub fn method(&mut self, max: usize) -> String {
+        self.text(|b, l| unsafe { get_method(b, l) }, max)
+    }
+
+    pub fn uri(&mut self, max: usize) -> String {
+        self.text(|b, l| unsafe { get_uri(b, l) }, max)
+    }
+
+    pub fn protocol(&mut self, max: usize) -> String {
+        self.text(|b, l| unsafe { get_protocol_version(b, l) }, max)
+    }
+
+    pub fn source_addr(&mut self, max: usize) -> String {
+        self.text(|b, l| unsafe { get_source_addr(b, l) }, max)
+    }
+
+    /// All values of a header, comma-joined as HTTP allows, in the scratch.
+    pub fn header(&mut self, kind: i32, name: &[u8]) -> Value<'_> {
+        // The host traps on an empty name.
+        let Some(name_len) = i32::try_from(name.len()).ok().filter(|n| *n > 0) else {
+            return Value::Absent;
         };
-        if buf.len() < INITIAL {
-            buf.resize(INITIAL, 0);
-        }
-        let mut len = call(buf.as_mut_ptr(), limit(&buf)) as usize;
-        if len > buf.len() {
-            if len > MAX_READ {
-                return f(Read::Unreadable);
-            }
-            buf.resize(len, 0);
-            len = call(buf.as_mut_ptr(), limit(&buf)) as usize;
-        }
-        match buf.get_mut(..len) {
-            Some(bytes) => f(Read::Bytes(bytes)),
-            None => f(Read::Unreadable),
-        }
-    })
-}
-
-fn limit(buf: &[u8]) -> i32 {
-    i32::try_from(buf.len()).unwrap_or(i32::MAX)
-}
-
-/// The length half of a `count << 32 | length` result.
-fn length(count_len: i64) -> u32 {
-    count_len as u32
-}
-
-/// A value as text of at most `max` bytes, [`limits::MARKER`] if unreadable.
-fn text(call: impl Fn(*mut u8, i32) -> i32, max: usize) -> String {
-    read(
-        |buf, lim| call(buf, lim) as u32,
-        |r| match r {
-            Read::Bytes(b) => limits::text(b, max),
-            Read::Unreadable => limits::MARKER.to_owned(),
-        },
-    )
-}
-
-pub fn method(max: usize) -> String {
-    text(|b, l| unsafe { get_method(b, l) }, max)
-}
-
-pub fn uri(max: usize) -> String {
-    text(|b, l| unsafe { get_uri(b, l) }, max)
-}
-
-pub fn protocol(max: usize) -> String {
-    text(|b, l| unsafe { get_protocol_version(b, l) }, max)
-}
-
-pub fn source_addr(max: usize) -> String {
-    text(|b, l| unsafe { get_source_addr(b, l) }, max)
-}
-
-/// All values of a header, comma-joined as HTTP allows, as text of at most
-/// `max` bytes; `None` if absent.
-pub fn joined(kind: i32, name: &[u8], max: usize) -> Option<String> {
-    with_joined(kind, name, |r| match r {
-        Some(b) => limits::text(b, max),
-        None => limits::MARKER.to_owned(),
-    })
-}
-
-/// `f` on all values of a header comma-joined in the read buffer itself
-/// (the same bytes [`limits::header_text`] makes, without its copies),
-/// `None` given to `f` if unreadable; `None` if absent.
-pub fn with_joined<R>(kind: i32, name: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
-    // The host traps on an empty name.
-    let name_len = i32::try_from(name.len()).ok().filter(|n| *n > 0)?;
-    read(
-        |buf, lim| length(unsafe { get_header_values(kind, name.as_ptr(), name_len, buf, lim) }),
-        |r| match r {
-            Read::Bytes([]) => None,
-            Read::Bytes(b) => {
+        let read = self.read(|buf, lim| {
+            length(unsafe { get_header_values(kind, name.as_ptr(), name_len, buf, lim) })
+        });
+        match read {
+            None => Value::Unread,
+            Some([]) => Value::Absent,
+            Some(b) => {
+                // Each value is NUL-terminated: the last NUL goes, the
+                // others join the values as commas.
                 let values = match b {
                     [values @ .., 0] => values,
                     all => all,
@@ -155,33 +148,54 @@ pub fn with_joined<R>(kind: i32, name: &[u8], f: impl FnOnce(Option<&[u8]>) -> R
                         *c = b',';
                     }
                 }
-                Some(f(Some(values)))
+                Value::Read(values)
             }
-            Read::Unreadable => Some(f(None)),
-        },
-    )
+        }
+    }
+
+    /// A header as text of at most `max` bytes: `None` if absent,
+    /// [`limits::MARKER`] if unread.
+    pub fn header_text(&mut self, kind: i32, name: &[u8], max: usize) -> Option<String> {
+        match self.header(kind, name) {
+            Value::Absent => None,
+            Value::Read(b) => Some(limits::text(b, max)),
+            Value::Unread => Some(limits::MARKER.to_owned()),
+        }
+    }
+
+    /// A header read as a number (`Content-Length`), parsed where it was
+    /// read; `None` if absent, unread or not a number.
+    pub fn number(&mut self, kind: i32, name: &[u8]) -> Option<u64> {
+        match self.header(kind, name) {
+            Value::Read(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+            Value::Absent | Value::Unread => None,
+        }
+    }
 }
 
-/// A header read as a number (`Content-Length`), parsed where it was read:
-/// as `joined(kind, name, max)` then trimmed and parsed, without the text.
-pub fn number(kind: i32, name: &[u8], max: usize) -> Option<u64> {
-    with_joined(kind, name, |r| {
-        let b = r.filter(|b| b.len() <= max)?;
-        std::str::from_utf8(b).ok()?.trim().parse().ok()
-    })
-    .flatten()
+/// The length half of a `count << 32 | length` result.
+fn length(count_len: i64) -> u32 {
+    count_len as u32
+}
+
+/// Space for one side's name list, on the handler's stack.
+pub type NamesSpace = MaybeUninit<[u8; NAMES_MAX]>;
+
+pub const fn names_space() -> NamesSpace {
+    MaybeUninit::uninit()
 }
 
 /// The names of one side's headers, read with one host call so that absent
-/// headers cost no call.
-pub fn names(kind: i32) -> HeaderNames {
-    HeaderNames::parse(read(
-        |buf, lim| length(unsafe { get_header_names(kind, buf, lim) }),
-        |r| match r {
-            Read::Bytes(b) => b.to_vec(),
-            Read::Unreadable => Vec::new(),
-        },
-    ))
+/// headers cost no call; `None` when the list does not fit `space` or the
+/// names table: every header must then be asked for.
+pub fn names(kind: i32, space: &mut NamesSpace) -> Option<HeaderNames<'_>> {
+    let ptr = space.as_mut_ptr().cast::<u8>();
+    let len = length(unsafe { get_header_names(kind, ptr, NAMES_MAX as i32) }) as usize;
+    if len > NAMES_MAX {
+        return None;
+    }
+    // SAFETY: the host wrote `len` bytes from `ptr`, within `space`.
+    HeaderNames::parse(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
 /// Sets (overwrites) a request header. The name goes in Go's canonical

@@ -3,6 +3,7 @@
 //! decision lives in the core; this file only moves bytes.
 
 mod alloc;
+mod call;
 mod emit;
 mod host;
 #[cfg(feature = "network")]
@@ -12,12 +13,12 @@ mod rates;
 mod spool;
 mod watch;
 
-use host::WHOLE;
+use host::{REQUEST, RESPONSE, Scratch, Value};
 use http_wasm_guest::host::{Request, Response, admin, feature};
 use http_wasm_guest::{Guest, register as register_guest};
-use std::cell::RefCell;
+use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
-use tdp_core::buffering::{self, Observe, ResponseHints, StreamHints, StreamKind};
+use tdp_core::buffering::{self, HintHeader, Observe, ResponseHints, StreamHints, StreamKind};
 use tdp_core::config::{Config, Mode};
 use tdp_core::header_names::HeaderNames;
 use tdp_core::header_tags::{HeaderTag, MAX_VALUE_LEN, tag_value};
@@ -41,6 +42,10 @@ struct InFlight {
     observe: Observe,
     propagation: Propagation,
     header_tags: BTreeMap<String, String>,
+    /// Request values too large to read.
+    unread: u16,
+    #[cfg(feature = "fault-injection")]
+    fault: Option<call::fault::Fault>,
 }
 
 struct State {
@@ -52,11 +57,19 @@ struct State {
     learned: LearnedRoutes,
     learned_watch: Option<Watch<watch::WasiFiles>>,
     rates: Option<tdp_core::agent_rates::Follow<watch::WasiFiles>>,
+    /// Aborted calls recovered from since the last record, which carries
+    /// them to the relay.
+    recovered: u32,
+    /// Whether this instance said it recovered (once, at ERROR).
+    said_recovered: bool,
 }
 
 struct Plugin {
     config: Config,
-    state: RefCell<State>,
+    /// Not a `RefCell`: a trap while it was borrowed would leave it
+    /// borrowed for good. Exclusive access comes from the host, which never
+    /// enters an instance twice at once (see [`Plugin::state`]).
+    state: UnsafeCell<State>,
 }
 
 /// A plugin whose configuration did not validate: it passes every request
@@ -70,7 +83,7 @@ pub fn register() {
         Ok(config) => {
             emit::mode_warning(&config);
             register_guest(Plugin {
-                state: RefCell::new(State {
+                state: UnsafeCell::new(State {
                     ids: IdGenerator::new(&instance_seeds()),
                     in_flight: None,
                     emitter: emit::Emitter::new(&config),
@@ -82,6 +95,8 @@ pub fn register() {
                         )
                     }),
                     rates: rates::follow(&config),
+                    recovered: 0,
+                    said_recovered: false,
                 }),
                 config,
             })
@@ -104,50 +119,96 @@ fn instance_seeds() -> [u64; 2] {
 }
 
 /// The configured header tags present on one side of the exchange.
-fn read_header_tags(tags: &[HeaderTag], kind: i32, response: bool) -> BTreeMap<String, String> {
+fn read_header_tags(
+    scratch: &mut Scratch,
+    tags: &[HeaderTag],
+    kind: i32,
+    response: bool,
+) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| {
-            host::joined(kind, t.header.as_bytes(), MAX_VALUE_LEN)
+            scratch
+                .header_text(kind, t.header.as_bytes(), MAX_VALUE_LEN)
                 .map(|v| (t.tag_for(response), tag_value(&v)))
         })
         .collect()
 }
 
-/// The request's header names, read with one host call, so that absent
-/// headers (most trace and stream headers, most of the time) cost no call.
-struct Present(HeaderNames);
+/// The request's headers: which are present, from one host call, so that
+/// absent headers (most trace and stream headers, most of the time) cost no
+/// call; and the scratch every value is read into.
+struct Present<'n, 's> {
+    /// `None` when the list was too long to keep: every header is asked.
+    names: Option<HeaderNames<'n>>,
+    scratch: Scratch<'s>,
+}
 
-impl Present {
-    fn read() -> Self {
-        Self(host::names(host::REQUEST))
-    }
-
+impl Present<'_, '_> {
     fn has(&self, name: &[u8]) -> bool {
-        self.0.has(name)
+        self.names.as_ref().is_none_or(|n| n.has(name))
     }
 
-    /// The scheme `X-Forwarded-Proto` says, judged where the value was read.
-    fn scheme(&self) -> &'static str {
-        const NAME: &[u8] = b"X-Forwarded-Proto";
-        let judged = self.has(NAME).then(|| {
-            host::with_joined(host::REQUEST, NAME, |v| {
-                // Bytes that are not text are not `https`.
-                let text = v.and_then(|b| std::str::from_utf8(b).ok());
-                request::scheme(Some(text.unwrap_or("")))
-            })
-        });
-        judged
-            .flatten()
-            .unwrap_or_else(|| request::scheme(Some("")))
+    fn header(&mut self, name: &[u8]) -> Value<'_> {
+        if self.has(name) {
+            self.scratch.header(REQUEST, name)
+        } else {
+            Value::Absent
+        }
     }
 
     /// The header's values comma-joined as text of at most `max` bytes,
-    /// asked of the host only if present.
-    fn get(&self, name: &[u8], max: usize) -> Option<String> {
+    /// [`limits::MARKER`] if too large to read.
+    fn text(&mut self, name: &[u8], max: usize) -> Option<String> {
         if self.has(name) {
-            host::joined(host::REQUEST, name, max)
+            self.scratch.header_text(REQUEST, name, max)
         } else {
             None
+        }
+    }
+
+    /// The scheme `X-Forwarded-Proto` says, judged where the value was read.
+    fn scheme(&mut self) -> &'static str {
+        match self.header(b"X-Forwarded-Proto") {
+            // Bytes that are not text are not `https`.
+            Value::Read(b) => request::scheme(Some(std::str::from_utf8(b).unwrap_or(""))),
+            Value::Absent | Value::Unread => request::scheme(Some("")),
+        }
+    }
+
+    /// The headers that decide buffering, each judged where it was read.
+    fn stream_hints(&mut self) -> StreamHints {
+        let mut hints = StreamHints::default();
+        for h in HintHeader::ALL {
+            match self.header(h.name().as_bytes()) {
+                Value::Absent => {}
+                Value::Read(b) => hints.see(h, b),
+                Value::Unread => hints.see_unread(h),
+            }
+        }
+        hints
+    }
+
+    /// A propagation header as the core's extraction reads it: what of the
+    /// value it uses ([`propagation::useful`]), [`propagation::UNREAD`] if
+    /// too large to read. A value that is not text is one U+FFFD: every
+    /// style rejects it as it would the value with its bytes replaced (all
+    /// its fields are ASCII), without a conversion that could triple it.
+    fn propagation(&mut self, name: &str) -> Option<String> {
+        match self.header(name.as_bytes()) {
+            Value::Absent => None,
+            Value::Read(b) => Some(propagation::useful(
+                name,
+                std::str::from_utf8(b).unwrap_or("\u{fffd}"),
+            )),
+            Value::Unread => Some(propagation::UNREAD.to_owned()),
+        }
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn fault(&mut self) -> Option<call::fault::Fault> {
+        match self.header(call::fault::HEADER) {
+            Value::Read(b) => call::fault::parse(b),
+            Value::Absent | Value::Unread => None,
         }
     }
 }
@@ -165,30 +226,74 @@ fn path_of(uri: &mut String) -> String {
     }
 }
 
+const LEVEL_ERROR: i32 = 2;
+
+impl Plugin {
+    /// The instance's state, entered by one handler at a time.
+    #[allow(clippy::mut_from_ref)]
+    fn state(&self) -> &mut State {
+        // SAFETY: the host calls one handler of an instance at a time and
+        // never re-enters it (it calls nothing back into the guest), each
+        // handler takes this once, and the module has one thread.
+        unsafe { &mut *self.state.get() }
+    }
+
+    /// Enters a handler: resets what an aborted previous call left half
+    /// done, counts it, and says so once per instance.
+    fn enter(&self) -> &mut State {
+        let state = self.state();
+        if call::enter() {
+            // Forgotten, not dropped: the aborted call may have left it
+            // half-built, and its destructors could trap again. A few
+            // hundred bytes per recovery, which should never happen.
+            std::mem::forget(state.in_flight.take());
+            state.recovered = state.recovered.saturating_add(1);
+            if !state.said_recovered {
+                state.said_recovered = true;
+                http_wasm_guest::host::log::write(
+                    LEVEL_ERROR,
+                    b"traefik-datadog: a call into this plugin instance was aborted before it \
+                      returned (a trap); the instance reset its per-request state and records \
+                      on. Counted by the relay as plugin_recovered_calls; said once per instance",
+                );
+            }
+        }
+        state
+    }
+}
+
 impl Guest for Plugin {
     fn handle_request(&self, req: &Request, _res: &Response) -> (bool, i32) {
-        let Ok(mut state) = self.state.try_borrow_mut() else {
-            return (true, 0);
-        };
+        let state = self.enter();
         let start_ns = now_unix_ns();
-        let client_addr = host::source_addr(limits::MAX_CLIENT_ADDR);
+        let (mut names_space, mut space) = (host::names_space(), host::space());
+        let mut present = Present {
+            names: host::names(REQUEST, &mut names_space),
+            scratch: Scratch::new(&mut space),
+        };
+        let s = &mut present.scratch;
+        let client_addr = s.source_addr(limits::MAX_CLIENT_ADDR);
         // The path is cut before the query goes: a long query alone never
         // marks the path as cut.
-        let mut uri = host::uri(limits::MAX_PATH);
-        let present = Present::read();
-        let text = |name: &str, max: usize| present.get(name.as_bytes(), max).unwrap_or_default();
-        let get = |name: &str| text(name, WHOLE);
+        let mut uri = s.uri(limits::MAX_PATH);
+        let method = s.method(limits::MAX_METHOD);
         let mut facts = RequestFacts {
             start_ns,
             // Room for a port, stripped before the cut.
-            host: request::host_without_port(&text("Host", 2 * limits::MAX_HOST)),
-            method: host::method(limits::MAX_METHOD),
+            host: request::host_without_port(
+                &present
+                    .text(b"Host", 2 * limits::MAX_HOST)
+                    .unwrap_or_default(),
+            ),
+            method,
             path: path_of(&mut uri),
             scheme: present.scheme().to_owned(),
             // Only the log line shows it (the span has no tag for it): read
             // when a record becomes a line (see `emit`), not per request.
             protocol: String::new(),
-            user_agent: text("User-Agent", limits::MAX_USER_AGENT),
+            user_agent: present
+                .text(b"User-Agent", limits::MAX_USER_AGENT)
+                .unwrap_or_default(),
             client_addr,
         };
         limits::bound_facts(&mut facts);
@@ -199,26 +304,14 @@ impl Guest for Plugin {
                 Change::Unchanged => {}
             }
         }
-        let (upgrade, connection, accept, content_type) = (
-            get("Upgrade"),
-            get("Connection"),
-            get("Accept"),
-            get("Content-Type"),
-        );
-        let range = present.get(b"Range", 0);
+        let hints = present.stream_hints();
         let learned = &state.learned;
-        let observe = self.config.buffering.observe(
-            &StreamHints {
-                upgrade: Some(&upgrade),
-                connection: Some(&connection),
-                accept: Some(&accept),
-                content_type: Some(&content_type),
-                range: range.as_deref(),
-            },
-            &facts.host,
-            &facts.path,
-            |host, path| learned.contains(host, path),
-        );
+        let observe =
+            self.config
+                .buffering
+                .observe(&hints, &facts.host, &facts.path, |host, path| {
+                    learned.contains(host, path)
+                });
         if observe == Observe::Buffer {
             admin::enable(feature::BufferResponse);
         }
@@ -228,15 +321,19 @@ impl Guest for Plugin {
             .absorb(start_ns as u64 ^ fnv1a64(facts.client_addr.as_bytes()));
         let trace_id = state.ids.trace_id((start_ns / 1_000_000_000) as u64);
         let span_id = state.ids.span_id();
-        let header = |name: &'static str| present.get(name.as_bytes(), WHOLE);
         let sampling = propagation::SamplingInput {
             host: &facts.host,
             path: &facts.path,
             method: &facts.method,
             agent_rate: rates::rate(&mut state.rates, start_ns),
         };
-        let propagation =
-            propagation::begin_sampled(&self.config, header, trace_id, span_id, &sampling);
+        let propagation = propagation::begin_sampled(
+            &self.config,
+            |name| present.propagation(name),
+            trace_id,
+            span_id,
+            &sampling,
+        );
         // The backend's spans become children of ours: overwrite whatever
         // context the client sent, as nginx-datadog does.
         for (name, value) in &propagation.injection.set {
@@ -247,26 +344,45 @@ impl Guest for Plugin {
                 req.header.remove(name.as_bytes());
             }
         }
-        let header_tags = read_header_tags(&self.config.header_tags, host::REQUEST, false);
+        let header_tags = read_header_tags(
+            &mut present.scratch,
+            &self.config.header_tags,
+            REQUEST,
+            false,
+        );
         state.in_flight = Some(InFlight {
             facts,
             observe,
             propagation,
             header_tags,
+            unread: present.scratch.unread,
+            #[cfg(feature = "fault-injection")]
+            fault: present.fault(),
         });
+        #[cfg(feature = "fault-injection")]
+        if state.in_flight.as_ref().and_then(|f| f.fault) == Some(call::fault::Fault::Request) {
+            call::fault::trap();
+        }
+        call::leave();
         (true, 0)
     }
 
     fn handle_response(&self, _ctx: i32, _req: &Request, res: &Response, is_error: bool) {
-        let Ok(mut state) = self.state.try_borrow_mut() else {
-            return;
-        };
-        let Some(f) = state.in_flight.take() else {
-            return;
-        };
+        let state = self.enter();
+        if let Some(f) = state.in_flight.take() {
+            self.respond(state, f, res, is_error);
+        }
+        call::leave();
+    }
+}
+
+impl Plugin {
+    fn respond(&self, state: &mut State, f: InFlight, res: &Response, is_error: bool) {
         let end_ns = now_unix_ns();
+        let mut space = host::space();
+        let mut scratch = Scratch::new(&mut space);
         // Short values only: statuses, lengths, `Content-Range`, `Upgrade`.
-        let header = |name: &[u8]| host::joined(host::RESPONSE, name, 64);
+        let mut header = |name: &[u8]| scratch.header_text(RESPONSE, name, 64);
         let (status, source, grpc) = match f.observe {
             // Only a buffered response may be asked its status: the host
             // panics otherwise.
@@ -306,7 +422,9 @@ impl Guest for Plugin {
                 )
             }
         };
-        let content_length = host::number(host::RESPONSE, b"Content-Length", 64);
+        let content_length = scratch.number(RESPONSE, b"Content-Length");
+        #[cfg(feature = "fault-injection")]
+        let fault = f.fault;
         let mut record = Record::complete(
             f.facts,
             end_ns,
@@ -322,12 +440,19 @@ impl Guest for Plugin {
         f.propagation.annotate(&mut record);
         record.header_tags = f.header_tags;
         record.header_tags.extend(read_header_tags(
+            &mut scratch,
             &self.config.header_tags,
-            host::RESPONSE,
+            RESPONSE,
             true,
         ));
-        state
-            .emitter
-            .record(&mut record, end_ns, || host::protocol(limits::MAX_PROTOCOL));
+        record.unread_values = f.unread.saturating_add(scratch.unread);
+        record.recovered_calls = std::mem::take(&mut state.recovered);
+        #[cfg(feature = "fault-injection")]
+        if fault == Some(call::fault::Fault::Response) {
+            call::fault::trap();
+        }
+        state.emitter.record(&mut record, end_ns, || {
+            scratch.protocol(limits::MAX_PROTOCOL)
+        });
     }
 }
