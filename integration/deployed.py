@@ -23,8 +23,13 @@ def deployed_relay(tmp: Path, agent: TestAgent, statsd: StatsdListener) -> Relay
     return Relay(tmp / "relay", relay_args(agent, statsd, "--pipe", str(tmp / "run" / FIFO_NAME)))
 
 
+def plugin_config(plugin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The middleware's configuration as deployed: pipe mode on the FIFO in the mounted directory."""
+    return {**DD_CONFIG, "mode": "pipe", "pipePath": f"{GUEST_DIR}/{FIFO_NAME}", **(plugin or {})}
+
+
 def start_traefik(tmp: Path, traefik_factory: Callable[..., Traefik], plugin: dict[str, Any] | None = None) -> Traefik:
-    conf = {**DD_CONFIG, "mode": "pipe", "pipePath": f"{GUEST_DIR}/{FIFO_NAME}", **(plugin or {})}
+    conf = plugin_config(plugin)
     return traefik_factory(middlewares={"dd": conf}, routes=[Route("web", ["dd"])],
                            mounts=[f"{tmp / 'run'}:{GUEST_DIR}"], log_level=None)
 

@@ -5,8 +5,8 @@ refuses more than ~100 headers or an 8 KiB line itself, which would hide what Tr
 plugin do with larger requests.
 
 Runs in the test process: ``with RawBackend() as b: ... b.url``. Each request's target is
-remembered in ``b.targets`` (before the answer is sent) so a test can tell "Traefik refused it"
-from "it reached the backend".
+remembered in ``b.targets`` (its first KEPT_TARGET bytes, before the answer is sent) so a test
+can tell "Traefik refused it" from "it reached the backend".
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import threading
 from typing import Any
 
 MAX_HEAD = 8 << 20
+# The start of a target kept in ``targets``: enough for any test's unique prefix; a 1 MiB path
+# is not kept whole for each of thousands of requests.
+KEPT_TARGET = 4096
 BODY = b"ok\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nX-Backend: 1\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
     len(BODY),
@@ -32,6 +35,8 @@ class RawBackend:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.targets: set[bytes] = set()
+        # Each kept target's full length.
+        self.lengths: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self._stop = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -48,19 +53,32 @@ class RawBackend:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(30)
-            head = b""
+            head = bytearray()
             try:
-                while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+                # Looks for the blank line only where a chunk could have completed it: heads of
+                # 1 MiB under 64 concurrent requests stay cheap.
+                while len(head) < MAX_HEAD:
                     chunk = conn.recv(1 << 16)
                     if not chunk:
                         return
                     head += chunk
-                parts = head.split(b" ", 2)
+                    if head.find(b"\r\n\r\n", max(0, len(head) - len(chunk) - 3)) >= 0:
+                        break
+                # The target: between the first two spaces (the method may be 1 MiB long).
+                sp1 = head.find(b" ")
+                sp2 = head.find(b" ", sp1 + 1) if sp1 >= 0 else -1
+                target = bytes(head[sp1 + 1:min(sp2, sp1 + 1 + KEPT_TARGET)]) if sp2 >= 0 else b""
                 with self._lock:
-                    self.targets.add(parts[1] if len(parts) > 2 else b"")
+                    self.targets.add(target)
+                    self.lengths[target] = sp2 - sp1 - 1 if sp2 >= 0 else 0
                 conn.sendall(RESPONSE)
             except OSError:
                 return
+
+    def seen(self) -> dict[bytes, int]:
+        """The targets noted so far (their first KEPT_TARGET bytes), with their full lengths."""
+        with self._lock:
+            return dict(self.lengths)
 
     def reached(self, prefix: bytes) -> bool:
         with self._lock:

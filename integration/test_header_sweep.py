@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import msgpack
 import pytest
 
 from fifo_frames import FifoFrames
-from sweep import LOG_CONFIG, Probe, Sweep, check_records, distinct_headers, largest, started, statuses
+from sweep import (LOG_CONFIG, UNREAD_PATH, Probe, Sweep, check_records, distinct_headers, largest, started,
+                   statuses)
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
@@ -115,8 +117,13 @@ def test_extremes_through_the_pipe_fit_one_frame_each(tmp_path: Path) -> None:
             fifo.wait(len(reached), timeout=30)
             time.sleep(1)
             frames = fifo.by_id(re.compile(rb"/sweep/(r\d{6})/"))
+            by_id, unread = s.expected()
             assert [(b, w) for _, b, w, _ in s.sent.values()] == [(200, 200)] * len(s.sent)
-            assert {rid: len(frames.get(rid, [])) for rid in reached} == {rid: 1 for rid in reached}
+            assert s.wasm_errors == {}
+            assert {rid: len(frames.get(rid, [])) for rid in reached} == {rid: int(rid in by_id) for rid in reached}
+            # The 1 MiB path is not read: its frame's path (the record's fifth field) is the marker.
+            unread_frames = [f for f in fifo.frames if msgpack.unpackb(f[6:])[4] == UNREAD_PATH]
+            assert (unread, len(unread_frames)) == (1, 1)
             sizes = [len(f) for fs in frames.values() for f in fs]
             print(f"\npipe: {len(reached)} extreme requests, frames of {min(sizes)}..{max(sizes)} bytes")
             assert max(sizes) <= 4096
