@@ -13,14 +13,18 @@
 /// call per needed header instead.
 pub const MAX_NAMES: usize = 64;
 
+/// Room for the offsets of [`MAX_NAMES`] names, lent by the caller: the
+/// guest keeps it on its stack, so that no table is moved around with the
+/// names (a 256-byte copy each time, a wasm loop once lowered).
+pub type Table = [(u16, u16); MAX_NAMES];
+
 /// One side's header names.
 #[derive(Debug)]
 pub struct HeaderNames<'a> {
     bytes: &'a [u8],
     /// Start and end of each name in `bytes`: the list is read into at most
     /// a few KiB, so offsets fit 16 bits.
-    spans: [(u16, u16); MAX_NAMES],
-    len: usize,
+    spans: &'a [(u16, u16)],
     /// One bit per name, at [`bit`]: most names asked for are absent
     /// (trace headers, stream hints), and a clear bit says so at once.
     bits: u64,
@@ -34,41 +38,40 @@ fn bit(name: &[u8]) -> u64 {
 }
 
 impl<'a> HeaderNames<'a> {
-    /// Splits the host's list; `None` when it has more than [`MAX_NAMES`]
-    /// names or is longer than 64 KiB. Split once: a request asks for
-    /// about twenty names, and scanning the whole list for each cost the
-    /// guest more than all its other reads. A last name without its NUL
-    /// still counts.
-    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+    /// Splits the host's list into `table`; `None` when it has more than
+    /// [`MAX_NAMES`] names or is longer than 64 KiB. Split once: a request
+    /// asks for about twenty names, and scanning the whole list for each
+    /// cost the guest more than all its other reads. A last name without
+    /// its NUL still counts.
+    pub fn parse(bytes: &'a [u8], table: &'a mut Table) -> Option<Self> {
         if bytes.len() > usize::from(u16::MAX) {
             return None;
         }
-        let mut names = Self {
-            bytes,
-            spans: [(0, 0); MAX_NAMES],
-            len: 0,
-            bits: 0,
-        };
+        let (mut len, mut bits) = (0, 0);
         let mut start = 0;
         while start < bytes.len() {
             let end = bytes[start..]
                 .iter()
                 .position(|&b| b == 0)
                 .map_or(bytes.len(), |n| start + n);
-            let slot = names.spans.get_mut(names.len)?;
+            let slot = table.get_mut(len)?;
             // Both below 64 KiB: checked above.
             *slot = (start as u16, end as u16);
-            names.len += 1;
-            names.bits |= bit(&bytes[start..end]);
+            len += 1;
+            bits |= bit(&bytes[start..end]);
             start = end + 1;
         }
-        Some(names)
+        Some(Self {
+            bytes,
+            spans: &table[..len],
+            bits,
+        })
     }
 
     /// Whether `name` is listed, in any case.
     pub fn has(&self, name: &[u8]) -> bool {
         self.bits & bit(name) != 0
-            && self.spans[..self.len].iter().any(|&(start, end)| {
+            && self.spans.iter().any(|&(start, end)| {
                 usize::from(end - start) == name.len()
                     && self
                         .bytes
@@ -79,11 +82,11 @@ impl<'a> HeaderNames<'a> {
 
     /// How many names are listed.
     pub fn len(&self) -> usize {
-        self.len
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.spans.is_empty()
     }
 }
 
@@ -91,13 +94,13 @@ impl<'a> HeaderNames<'a> {
 mod tests {
     use super::*;
 
-    fn names(list: &[u8]) -> HeaderNames<'_> {
-        HeaderNames::parse(list).expect("within the table")
-    }
+    const EMPTY: Table = [(0, 0); MAX_NAMES];
 
     #[test]
     fn listed_names_are_found_in_any_case() {
-        let n = names(b"accept\0host\0x-forwarded-proto\0user-agent\0");
+        let mut t = EMPTY;
+        let n = HeaderNames::parse(b"accept\0host\0x-forwarded-proto\0user-agent\0", &mut t)
+            .expect("within the table");
         assert_eq!(n.len(), 4);
         for name in [
             &b"Host"[..],
@@ -124,14 +127,17 @@ mod tests {
     #[test]
     fn odd_lists_are_read_as_they_are() {
         // No trailing NUL on the last name.
-        let n = names(b"a\0bb");
+        let mut t = EMPTY;
+        let n = HeaderNames::parse(b"a\0bb", &mut t).expect("two names");
         assert_eq!(n.len(), 2);
         assert!(n.has(b"a") && n.has(b"BB"));
         // Empty names (two NULs in a row) are listed but never asked for.
-        let n = names(b"\0\0x\0");
+        let mut t = EMPTY;
+        let n = HeaderNames::parse(b"\0\0x\0", &mut t).expect("three names");
         assert_eq!(n.len(), 3);
         assert!(n.has(b"x") && n.has(b""));
-        let n = names(b"");
+        let mut t = EMPTY;
+        let n = HeaderNames::parse(b"", &mut t).expect("no name");
         assert!(n.is_empty() && !n.has(b"host"));
     }
 
@@ -141,7 +147,8 @@ mod tests {
         // says "absent" for absent names.
         let list: Vec<String> = (0..MAX_NAMES).map(|i| format!("x-h{i}")).collect();
         let bytes: Vec<u8> = list.iter().flat_map(|n| n.bytes().chain([0])).collect();
-        let n = HeaderNames::parse(&bytes).expect("64 names fit");
+        let mut t = EMPTY;
+        let n = HeaderNames::parse(&bytes, &mut t).expect("64 names fit");
         assert_eq!(n.len(), MAX_NAMES);
         for name in &list {
             assert!(n.has(name.to_uppercase().as_bytes()), "{name}");
@@ -151,15 +158,14 @@ mod tests {
 
     #[test]
     fn a_list_over_the_table_or_64_kib_is_not_kept() {
+        let len = |bytes: &[u8]| HeaderNames::parse(bytes, &mut EMPTY.clone()).map(|n| n.len());
         let over: Vec<u8> = (0..=MAX_NAMES)
             .flat_map(|i| format!("x-h{i}\0").into_bytes())
             .collect();
-        assert!(HeaderNames::parse(&over).is_none());
+        assert_eq!(len(&over), None);
         // The last name may lack its NUL: 65 names either way.
-        assert!(HeaderNames::parse(&over[..over.len() - 1]).is_none());
-        let long = vec![b'a'; usize::from(u16::MAX) + 1];
-        assert!(HeaderNames::parse(&long).is_none());
-        let one = vec![b'a'; usize::from(u16::MAX)];
-        assert_eq!(HeaderNames::parse(&one).map(|n| n.len()), Some(1));
+        assert_eq!(len(&over[..over.len() - 1]), None);
+        assert_eq!(len(&vec![b'a'; usize::from(u16::MAX) + 1]), None);
+        assert_eq!(len(&vec![b'a'; usize::from(u16::MAX)]), Some(1));
     }
 }

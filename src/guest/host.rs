@@ -16,7 +16,7 @@
 //! never trusted beyond the bytes this module owns.
 
 use std::mem::MaybeUninit;
-use tdp_core::header_names::HeaderNames;
+use tdp_core::header_names::{self, HeaderNames};
 use tdp_core::{header_name, limits};
 
 #[link(wasm_import_module = "http_handler")]
@@ -186,16 +186,20 @@ pub const fn names_space() -> NamesSpace {
 }
 
 /// The names of one side's headers, read with one host call so that absent
-/// headers cost no call; `None` when the list does not fit `space` or the
-/// names table: every header must then be asked for.
-pub fn names(kind: i32, space: &mut NamesSpace) -> Option<HeaderNames<'_>> {
+/// headers cost no call; `None` when the list does not fit `space` or
+/// `table`: every header must then be asked for.
+pub fn names<'a>(
+    kind: i32,
+    space: &'a mut NamesSpace,
+    table: &'a mut header_names::Table,
+) -> Option<HeaderNames<'a>> {
     let ptr = space.as_mut_ptr().cast::<u8>();
     let len = length(unsafe { get_header_names(kind, ptr, NAMES_MAX as i32) }) as usize;
     if len > NAMES_MAX {
         return None;
     }
     // SAFETY: the host wrote `len` bytes from `ptr`, within `space`.
-    HeaderNames::parse(unsafe { std::slice::from_raw_parts(ptr, len) })
+    HeaderNames::parse(unsafe { std::slice::from_raw_parts(ptr, len) }, table)
 }
 
 /// Sets (overwrites) a request header. The name goes in Go's canonical
