@@ -180,6 +180,9 @@ class Traefik:
         ice_lake_memmove: bool = False,
         ready_routes: list[str] | None = None,
         env: dict[str, str] | None = None,
+        entrypoint_middlewares: dict[str, list[str]] | None = None,
+        extra_routers: dict[str, dict[str, Any]] | None = None,
+        extra_services: dict[str, dict[str, Any]] | None = None,
     ):
         self.workdir = workdir
         self.backend = backend
@@ -210,6 +213,11 @@ class Traefik:
         self.ready_routes = list(ready_routes) if ready_routes is not None else None
         # Added to Traefik's environment (e.g. GOMAXPROCS).
         self.env = dict(env or {})
+        # Middlewares attached to every router of an entry point (entryPoints.<name>.http), and
+        # routers and services given whole, beside the ones made from ``routes``.
+        self.entrypoint_middlewares = dict(entrypoint_middlewares or {})
+        self.extra_routers = dict(extra_routers or {})
+        self.extra_services = dict(extra_services or {})
         self.ports = {name: free_port() for name in self.routes}
         self.log_path = workdir / "traefik.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -224,7 +232,12 @@ class Traefik:
             log["noColor"] = True
         cfg: dict[str, Any] = {
             "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
-            "entryPoints": {name: {"address": f"127.0.0.1:{port}"} for name, port in self.ports.items()},
+            "entryPoints": {
+                name: {"address": f"127.0.0.1:{port}",
+                       **({"http": {"middlewares": self.entrypoint_middlewares[name]}}
+                          if name in self.entrypoint_middlewares else {})}
+                for name, port in self.ports.items()
+            },
             "log": log,
             "providers": {"file": {"filename": str(self.workdir / "dynamic.yml")}},
         }
@@ -247,8 +260,9 @@ class Traefik:
                 router["middlewares"] = list(r.middlewares)
             routers[r.name] = router
         http: dict[str, Any] = {
-            "routers": routers,
-            "services": {"backend": {"loadBalancer": {"servers": [{"url": self.backend.url}]}}},
+            "routers": routers | self.extra_routers,
+            "services": {"backend": {"loadBalancer": {"servers": [{"url": self.backend.url}]}}}
+            | self.extra_services,
         }
         if self.middlewares:
             http["middlewares"] = {name: {"plugin": {PLUGIN_NAME: conf}} for name, conf in self.middlewares.items()}
