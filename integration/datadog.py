@@ -43,10 +43,11 @@ class TestAgent:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1"):
         self.workdir = workdir
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.url = f"http://{host}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"test-agent-{self.port}.log"
 
@@ -54,7 +55,7 @@ class TestAgent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [find_test_agent(), "--port", str(self.port), "--host", "127.0.0.1",
+            [find_test_agent(), "--port", str(self.port), "--host", self.host,
              "--otlp-http-port", str(free_port()), "--otlp-grpc-port", str(free_port()),
              "--log-level", "WARNING"],
             # 1.69.1 takes the checks from the environment only.
@@ -104,12 +105,12 @@ class Metric:
 class StatsdListener:
     """A UDP DogStatsD listener that keeps every line and every malformed one."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.port = self.sock.getsockname()[1]
-        self.url = f"udp://127.0.0.1:{self.port}"
+        self.url = f"udp://{host}:{self.port}"
         self.datagrams: list[bytes] = []
         self.malformed: list[str] = []
         self.metrics: list[Metric] = []

@@ -9,6 +9,7 @@ import http.client
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 HOSTS = ["a.test", "b.test", "c.test"]
 METHODS = ["GET", "GET", "POST", "PUT", "DELETE"]
@@ -44,9 +45,11 @@ class LoadResult:
     done_ns: dict[str, int] = field(default_factory=dict)
 
 
-def run(port: int, requests: list[Planned], concurrency: int, rate: float = 0.0) -> LoadResult:
+def run(port: int, requests: list[Planned], concurrency: int, rate: float = 0.0,
+        check: Callable[[Planned, int, bytes], bool] | None = None) -> LoadResult:
     """Sends every request once; `concurrency` workers share the list. `rate` > 0 paces the whole
-    load to that many requests per second (to keep it running across a planned outage)."""
+    load to that many requests per second (to keep it running across a planned outage). `check`
+    judges a response (request, status, body) from another backend than backend.py."""
     result = LoadResult(started=time.monotonic())
     lock = threading.Lock()
     it = iter(enumerate(requests))
@@ -67,7 +70,8 @@ def run(port: int, requests: list[Planned], concurrency: int, rate: float = 0.0)
                 resp = conn.getresponse()
                 body = resp.read()
                 want = f"{req.method} {req.path}\n".encode()
-                if resp.status != req.status or body != want or resp.getheader("X-Backend") != "1":
+                if not (check(req, resp.status, body) if check else
+                        resp.status == req.status and body == want and resp.getheader("X-Backend") == "1"):
                     with lock:
                         result.wrong.append(f"{req.path}: {resp.status} {body[:80]!r}")
             except (OSError, http.client.HTTPException) as e:
@@ -93,13 +97,15 @@ def run(port: int, requests: list[Planned], concurrency: int, rate: float = 0.0)
 class Background:
     """`run` in a thread, for tests that break something while the load goes on."""
 
-    def __init__(self, port: int, requests: list[Planned], concurrency: int, rate: float = 0.0):
+    def __init__(self, port: int, requests: list[Planned], concurrency: int, rate: float = 0.0,
+                 check: Callable[[Planned, int, bytes], bool] | None = None):
         self.result = LoadResult()
-        self._thread = threading.Thread(target=self._go, args=(port, requests, concurrency, rate))
+        self._thread = threading.Thread(target=self._go, args=(port, requests, concurrency, rate, check))
         self._thread.start()
 
-    def _go(self, port: int, requests: list[Planned], concurrency: int, rate: float) -> None:
-        self.result = run(port, requests, concurrency, rate)
+    def _go(self, port: int, requests: list[Planned], concurrency: int, rate: float,
+            check: Callable[[Planned, int, bytes], bool] | None) -> None:
+        self.result = run(port, requests, concurrency, rate, check)
 
     def join(self) -> LoadResult:
         self._thread.join()

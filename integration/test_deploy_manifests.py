@@ -40,7 +40,7 @@ def relay_flags() -> set[str]:
 def test_every_manifest_parses() -> None:
     files = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yml", ".yaml"))
     assert [f.relative_to(DEPLOY).as_posix() for f in files] == [
-        "compose/docker-compose.yml", "compose/dynamic.yml", "compose/traefik.yml",
+        "compose/agent-on-host.yml", "compose/docker-compose.yml", "compose/dynamic.yml", "compose/traefik.yml",
         "k8s/ingressroute.yaml", "k8s/middleware.yaml", "k8s/traefik-values.yaml",
     ]
     for f in files:
@@ -133,10 +133,12 @@ def test_compose_and_dockerfile_images_are_explicit_and_unprivileged() -> None:
     (compose,) = docs(DEPLOY / "compose/docker-compose.yml")
     for name, svc in compose["services"].items():
         assert IMAGE_RE.match(svc["image"]), (name, svc["image"])
-    for name in ("traefik", "plugin", "relay"):
+    for name in ("traefik", "plugin", "relay", "whoami"):
         svc = compose["services"][name]
         assert (svc["user"], svc["read_only"], svc["cap_drop"]) == ("65532:65532", True, ["ALL"]), name
-    froms = re.findall(r"^FROM (\S+)", (DEPLOY / "Dockerfile").read_text(), re.M)
+    # The upstream images (not the Dockerfile's own stages): pinned.
+    stages = re.findall(r"^FROM (?:--platform=\S+ )?(\S+)(?: AS (\S+))?$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    froms = [image for image, _ in stages if image not in {name for _, name in stages}]
     assert len(froms) == 3 and all(IMAGE_RE.match(f) for f in froms), froms
     assert (DEPLOY / "Dockerfile").read_text().count("USER 65532:65532") == 2
 
