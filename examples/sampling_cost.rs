@@ -10,10 +10,10 @@
 use std::hint::black_box;
 use std::io::Read;
 use std::time::{Instant, UNIX_EPOCH};
-use tdp_core::agent_rates::{Follow, encode};
 use tdp_core::sampling;
-use tdp_core::sampling_rules::{self, SamplingRule};
-use tdp_core::watch::{CHECK_EVERY_NS, FileSys, Stamp};
+use tdp_core::sampling::agent::{Follow, encode};
+use tdp_core::sampling::rules::{self, SamplingRule};
+use tdp_core::transport::watch::{CHECK_EVERY_NS, FileSys, Stamp};
 
 const FILE: &str = "traefik-datadog.rates.bench";
 
@@ -94,19 +94,18 @@ fn main() {
             host: format!("host{i}.example"),
             path_prefix: Some("/api".into()),
             method: None,
-            rate: tdp_core::sample_rate::SampleRate::new(0.5).expect("a rate"),
+            rate: tdp_core::sampling::rate::SampleRate::new(0.5).expect("a rate"),
         })
         .collect();
     per_op("decision, no rules (agent rate)", 10_000_000, |i| {
-        let s = sampling_rules::source(&[], None, Some(0.1), "shop.example.com", "/api/x", "GET");
+        let s = rules::source(&[], None, Some(0.1), "shop.example.com", "/api/x", "GET");
         black_box(sampling::decide(
             u64::from(i).wrapping_mul(0x9E37),
             black_box(s),
         ));
     });
     per_op("decision, 10 rules, none matching", 10_000_000, |i| {
-        let s =
-            sampling_rules::source(&rules, None, Some(0.1), "shop.example.com", "/api/x", "GET");
+        let s = rules::source(&rules, None, Some(0.1), "shop.example.com", "/api/x", "GET");
         black_box(sampling::decide(
             u64::from(i).wrapping_mul(0x9E37),
             black_box(s),

@@ -241,9 +241,9 @@ class Relay:
 
 # --- Plugin records exactly as the guest writes them (for tests that feed the relay directly) ---
 #
-# The fallback line is `fallback::encode` (core/src/fallback.rs): compact JSON, fields in this order.
-# A binary frame is `binary::encode` (core/src/binary.rs): `TD`, version 1, flags 0, body length (u16 LE),
-# then the record as a MessagePack array in the field order of `Record` (core/src/record.rs).
+# The fallback line is `fallback::encode` (core/src/wire/fallback.rs): compact JSON, fields in this order.
+# A binary frame is `binary::encode` (core/src/wire/binary/mod.rs): `TD`, version 1, flags 0, body length (u16 LE),
+# then the record as a MessagePack array in the field order of `Record` (core/src/record/mod.rs).
 # Checked byte for byte against relay/examples/gen-records.
 
 

@@ -25,7 +25,7 @@ from traced_backend import TracedBackend
 
 KNUTH = 1111111111111111111
 RATES_FILE = "traefik-datadog.rates"
-# How often an instance looks at the rates file (tdp_core::watch::CHECK_EVERY_NS): a request that
+# How often an instance looks at the rates file (tdp_core::transport::watch::CHECK_EVERY_NS): a request that
 # starts this long after the file changed is decided with the new rates, by every instance.
 CHECK_EVERY_S = 2.0
 OWN_KEY = f"service:{DD_CONFIG['service']},env:{DD_CONFIG['env']}"

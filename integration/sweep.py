@@ -33,13 +33,13 @@ ID_RE = re.compile(r"^/sweep/(r\d{6})/")
 # A record's fallback line, JSON-escaped once more by Traefik's JSON log, stays far below the
 # relay's default --max-line-bytes (65536) even when every kept byte needs an escape.
 MAX_RECORD_TEXT = 25 * 1024
-# The cut sizes of core/src/limits.rs, plus the 3-byte "..." marker they include.
+# The cut sizes of core/src/request/limits.rs, plus the 3-byte "..." marker they include.
 MAX_USER_AGENT = 512
 MAX_PATH = 1024
 MAX_METHOD = 32
 MAX_HOST = 256
 MAX_TAG_VALUE = 512
-# src/guest/host.rs READ_MAX: a longer URI is not read; its record's path is UNREAD_PATH.
+# core/src/request/host.rs READ_MAX: a longer URI is not read; its record's path is UNREAD_PATH.
 URI_READ_MAX = 8192
 UNREAD_PATH = "..."
 LOG_CONFIG = {"service": "edge", "env": "test", "mode": "log", "headerTags": ["x-big:http.big", "user-agent:http.ua"]}

@@ -2,7 +2,7 @@
 instance that served it keeps its initial 3 pages (192 KiB of linear memory, which wasm never
 gives back), and the request is still recorded once.
 
-The guest reads every value into 8 KiB on its stack (``src/guest/host.rs``, ``READ_MAX``) and the
+The guest reads every value into 8 KiB on its stack (``core/src/request/host.rs``, ``READ_MAX``) and the
 header names into 2 KiB beside it (``NAMES_MAX``, at most 64 names); a longer value is not read
 (recorded as ``...`` or judged without it, and counted in ``unread_values``), a longer name list is
 not kept (each needed header is then asked by name). Run on the shipped plugin.wasm under wasmtime
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import guest_fuel  # noqa: E402
 
 PAGES = 3
-READ_MAX = 8192  # src/guest/host.rs: a value and its NUL terminators
+READ_MAX = 8192  # core/src/request/host.rs: a value and its NUL terminators
 NAMES_MAX = 2048
 MIB = 1 << 20
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -32,7 +32,7 @@ TTFB_FACTOR = 5
 # First bytes come in milliseconds; a buffered 200 MiB body takes over a second. What a loaded
 # machine adds to four concurrent first bytes is allowed on top of the factor.
 TTFB_ALLOWANCE = 0.2
-CHECK_EVERY = 2.0  # tdp_core::watch::CHECK_EVERY_NS
+CHECK_EVERY = 2.0  # tdp_core::transport::watch::CHECK_EVERY_NS
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ RATE = 400.0  # requests/s: the load lasts 15 s
 CONCURRENCY = 32
 STOP_AT = 1.0  # s after the load starts
 DOWN_FOR = 10.0  # s
-RETRY_S = 3.0  # the plugin's FIFO retry interval (core/src/transport.rs RETRY_NS)
+RETRY_S = 3.0  # the plugin's FIFO retry interval (core/src/transport/pipe.rs RETRY_NS)
 
 
 def accounted(p: Pipeline) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[Any]]]:

@@ -1,39 +1,39 @@
-//! The host-independent core of the Traefik Datadog plugin: configuration,
-//! the per-request record, ids, sampling, the span schema and the record's
-//! encodings. Nothing here calls the host, so it is tested natively and, the
-//! same tests, under a real WASI runtime.
+//! The host-independent core of the Traefik Datadog plugin. Each folder is
+//! one part, and each part imports only parts below it in this list:
+//!
+//! - [`request`]: one request's way through a plugin instance, driven
+//!   through the [`request::Host`] trait that the wasm guest implements
+//!   over the http-wasm ABI (and a stand-in implements for tests);
+//! - [`config`]: the middleware's options, validated once, and the borrowed
+//!   settings each part takes from them;
+//! - [`buffering`]: whether a response is buffered, and its status when not;
+//! - [`wire`] and [`metrics`]: the record's encodings (frame, fallback line,
+//!   MAC) and its DogStatsD metrics;
+//! - [`record`]: the one record a request produces, and the span it becomes;
+//! - [`headers`]: header names as the host lists and spells them, and the
+//!   configured header tags;
+//! - [`propagation`]: trace ids and context, read from and written into
+//!   request headers;
+//! - [`sampling`]: head-based sampling decisions and the agent's rates;
+//! - [`transport`]: the ways bytes leave an instance (FIFO, spool, UDP) and
+//!   the files the relay publishes back, apart from the system calls;
+//! - [`text`] and [`time`]: helpers everything uses.
+//!
+//! Nothing here calls the host: the guest and the relay supply the system
+//! calls through traits, so every part is tested natively and, the same
+//! tests, under a real WASI runtime.
 
-pub mod agent_rates;
-pub mod binary;
 pub mod buffering;
-pub mod cardinality;
 pub mod config;
-pub mod dogstatsd;
-pub mod fallback;
-pub mod grpc;
-pub mod header_name;
-pub mod header_names;
-pub mod header_tags;
-pub mod ids;
-pub mod json_value;
-pub mod learned;
-pub mod limits;
-pub mod mac;
-pub mod network;
-pub mod outlet;
+pub mod headers;
+pub mod metrics;
 pub mod propagation;
 pub mod record;
 pub mod request;
-pub mod resource_from;
-pub mod sample_rate;
 pub mod sampling;
-pub mod sampling_rules;
-pub mod span;
-pub mod spool;
-pub mod status;
 #[cfg(test)]
 mod test_rng;
 pub mod text;
 pub mod time;
 pub mod transport;
-pub mod watch;
+pub mod wire;

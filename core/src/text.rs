@@ -130,6 +130,24 @@ pub fn cut(s: &mut String, max: usize) -> bool {
     true
 }
 
+/// Raw bytes from the host as text of at most `max` bytes: invalid UTF-8
+/// becomes U+FFFD, and only the first `max + 4` bytes are converted, so a
+/// megabyte header is never copied whole. Equal to converting everything
+/// and then [`cut`]ting: every input byte gives at least one output byte,
+/// and only the last (at most 3-byte) sequence of the prefix may decode
+/// differently, past the cut.
+pub fn decode(bytes: &[u8], max: usize) -> String {
+    let head = &bytes[..bytes.len().min(max.saturating_add(4))];
+    // Valid text (nearly every value) is copied as it is: the lossy
+    // conversion's chunk-by-chunk walk cost the guest several times more.
+    let mut s = match std::str::from_utf8(head) {
+        Ok(valid) => valid.to_owned(),
+        Err(_) => String::from_utf8_lossy(head).into_owned(),
+    };
+    cut(&mut s, max);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

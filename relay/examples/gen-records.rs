@@ -9,6 +9,11 @@
 //! - bare: the fallback line alone (not where the plugin puts it: the relay passes it through)
 //! - frames: binary frames (one write per frame, so a FIFO gets them whole)
 //!
+//! `--like-plugin` (with `--format frames --out FIFO`) writes as the plugin
+//! does: the FIFO opened non-blocking, and a frame the full pipe refuses
+//! appended to the spool beside it (the plugin's own `tdp_core::transport::pipe`
+//! and `tdp_core::transport::spool` logic); it prints how many went each way.
+//!
 //! `--interleave N` adds N foreign Traefik log lines after each record line.
 //! `--udp` sends each frame as one datagram; with `--secret S` each frame is
 //! sealed with that secret's MAC (the plugin's `relaySecret`). `--rate R`
@@ -19,11 +24,117 @@
 use std::io::{self, Write};
 use std::net::UdpSocket;
 use tdp_core::config::Config;
-use tdp_core::ids::TraceId;
-use tdp_core::record::{Record, SpanContext, StatusSource};
-use tdp_core::request::RequestFacts;
+use tdp_core::propagation::ids::TraceId;
+use tdp_core::propagation::{Propagation, SpanContext};
+use tdp_core::record::facts::{RequestFacts, ResponseFacts};
+use tdp_core::record::{Record, StatusSource};
 use tdp_core::sampling::Decision;
-use tdp_core::{binary, fallback};
+use tdp_core::wire::{binary, fallback};
+
+/// `--like-plugin`: the plugin's own pipe and spool logic on real files
+/// (Unix only, like the relay; the workspace is also checked for wasm).
+#[cfg(unix)]
+mod like_plugin {
+    use super::{pace, record};
+    use std::collections::HashMap;
+    use std::fs::{File, OpenOptions};
+    use std::io::{self, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use tdp_core::transport::pipe::{Pipe, PipeSys, WriteError};
+    use tdp_core::transport::spool::{Spool, SpoolSys};
+    use tdp_core::wire::binary;
+
+    /// The system calls the plugin's pipe and spool logic asks for, on real
+    /// files: descriptors stand for the files held open in `files`.
+    #[derive(Default)]
+    struct Sys {
+        files: HashMap<i32, File>,
+    }
+
+    impl Sys {
+        fn keep(&mut self, f: io::Result<File>) -> Result<i32, i32> {
+            let f = f.map_err(|e| e.raw_os_error().unwrap_or(0))?;
+            let fd = f.as_raw_fd();
+            self.files.insert(fd, f);
+            Ok(fd)
+        }
+
+        fn write_fd(&mut self, fd: i32, frame: &[u8]) -> io::Result<usize> {
+            match self.files.get_mut(&fd) {
+                Some(f) => f.write(frame),
+                None => Err(io::Error::from(io::ErrorKind::NotFound)),
+            }
+        }
+    }
+
+    impl PipeSys for Sys {
+        fn open(&mut self, path: &str) -> Result<i32, i32> {
+            let f = OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(path);
+            self.keep(f)
+        }
+        fn write(&mut self, fd: i32, frame: &[u8]) -> Result<usize, WriteError> {
+            self.write_fd(fd, frame).map_err(|e| match e.kind() {
+                io::ErrorKind::WouldBlock => WriteError::WouldBlock,
+                _ => WriteError::Broken(e.raw_os_error().unwrap_or(0)),
+            })
+        }
+        fn close(&mut self, fd: i32) {
+            self.files.remove(&fd);
+        }
+    }
+
+    impl SpoolSys for Sys {
+        fn open_append(&mut self, path: &str) -> Result<i32, i32> {
+            let f = OpenOptions::new().append(true).create(true).open(path);
+            self.keep(f)
+        }
+        fn size(&mut self, fd: i32) -> Result<u64, i32> {
+            match self.files.get(&fd).map(File::metadata) {
+                Some(Ok(m)) => Ok(m.len()),
+                Some(Err(e)) => Err(e.raw_os_error().unwrap_or(0)),
+                None => Err(0),
+            }
+        }
+        fn write(&mut self, fd: i32, frame: &[u8]) -> Result<usize, i32> {
+            self.write_fd(fd, frame)
+                .map_err(|e| e.raw_os_error().unwrap_or(0))
+        }
+        fn close(&mut self, fd: i32) {
+            self.files.remove(&fd);
+        }
+    }
+
+    /// Writes `count` frames as the plugin does; prints where they went.
+    pub fn write(fifo: &str, count: u64, hosts: u64, seed: u64, rate: u64) -> io::Result<()> {
+        let mut pipe = Pipe::new(Sys::default(), fifo);
+        let mut spool =
+            Spool::with_limit(Sys::default(), fifo, tdp_core::transport::spool::MAX_BYTES);
+        let lost = {
+            let start = std::time::Instant::now();
+            let mut lost = 0u64;
+            for i in 0..count {
+                pace(start, i, rate);
+                let Ok(frame) = binary::encode(&record(i, hosts, seed)) else {
+                    continue;
+                };
+                let now = tdp_core::time::now_unix_ns();
+                if pipe.send(&frame, now).is_err() && spool.append(&frame, now).is_err() {
+                    lost += 1;
+                }
+            }
+            lost
+        };
+        eprintln!(
+            "gen-records: piped {} spooled {} lost {lost}",
+            pipe.stats.piped, spool.stats.spooled
+        );
+        Ok(())
+    }
+}
 
 fn record(i: u64, hosts: u64, seed: u64) -> Record {
     // splitmix64 of (seed, i): distinct ids across seeds and records.
@@ -56,6 +167,7 @@ fn record(i: u64, hosts: u64, seed: u64) -> Record {
             x % 10000
         ),
         user_agent: "Mozilla/5.0 (X11; Linux x86_64) gen-records/1".to_owned(),
+        ..RequestFacts::default()
     };
     let ctx = SpanContext {
         trace_id: TraceId {
@@ -77,7 +189,13 @@ fn record(i: u64, hosts: u64, seed: u64) -> Record {
         ..Config::default()
     };
     let end = now - 50_000_000 + 1_000_000 + (x % 50_000_000) as i64;
-    Record::complete(facts, end, status, StatusSource::Buffered, ctx, &cfg)
+    Record::build(
+        &(&cfg).into(),
+        facts,
+        &Propagation::root(ctx),
+        ResponseFacts::new(end, status, StatusSource::Buffered),
+        0,
+    )
 }
 
 /// Sleeps so that record `i` goes out no earlier than `i / rate` seconds
@@ -104,6 +222,7 @@ fn main() -> io::Result<()> {
     let mut seed = 0u64;
     let mut rate = 0u64;
     let mut key = None;
+    let mut like_plugin = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut v = || it.next().cloned().unwrap_or_default();
@@ -116,7 +235,8 @@ fn main() -> io::Result<()> {
             "--interleave" => interleave = v().parse().unwrap_or(0),
             "--seed" => seed = v().parse().unwrap_or(0),
             "--rate" => rate = v().parse().unwrap_or(0),
-            "--secret" => match tdp_core::mac::MacKey::from_secret(&v()) {
+            "--like-plugin" => like_plugin = true,
+            "--secret" => match tdp_core::wire::mac::MacKey::from_secret(&v()) {
                 Ok(k) => key = Some(k),
                 Err(e) => {
                     eprintln!("gen-records: --secret {e}");
@@ -144,6 +264,19 @@ fn main() -> io::Result<()> {
             }
         }
         return Ok(());
+    }
+    if like_plugin {
+        let (Some(fifo), "frames") = (&out, format.as_str()) else {
+            eprintln!("gen-records: --like-plugin needs --format frames --out FIFO");
+            std::process::exit(2);
+        };
+        #[cfg(unix)]
+        return like_plugin::write(fifo, count, hosts, seed, rate);
+        #[cfg(not(unix))]
+        {
+            eprintln!("gen-records: --like-plugin {fifo}: Unix only");
+            std::process::exit(2);
+        }
     }
     let mut w: Box<dyn Write> = match &out {
         Some(p) => Box::new(

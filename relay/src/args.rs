@@ -44,6 +44,8 @@ pub struct Args {
     #[arg(long)]
     pub udp_secret_file: Option<String>,
     #[arg(long)]
+    pub udp_buffer_bytes: Option<String>,
+    #[arg(long)]
     pub echo_records: bool,
     #[arg(long)]
     pub max_line_bytes: Option<String>,

@@ -173,7 +173,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
         inputs.push(Source::Follow);
     }
     if let Some(addr) = &s.udp {
-        input::udp::start(addr, queue.clone(), s.udp_key.clone())?;
+        input::udp::start(addr, s.udp_buffer_bytes, queue.clone(), s.udp_key.clone())?;
         inputs.push(Source::Udp);
     }
     // The pipeline sees the queue disconnect once every input has ended.
@@ -200,7 +200,7 @@ fn run(s: settings::Settings) -> Result<(), String> {
         defaults: s.defaults.clone(),
         traces,
         aggregator: s.request_metrics.then(|| {
-            tdp_core::dogstatsd::Aggregator::new(&s.metrics_prefix, s.max_samples)
+            tdp_core::metrics::dogstatsd::Aggregator::new(&s.metrics_prefix, s.max_samples)
                 .with_max_resources(s.max_resources)
         }),
         statsd,

@@ -8,7 +8,7 @@
 //! flushed, the sender gets until `--shutdown-timeout` to deliver, and the
 //! final counters are printed.
 
-use crate::input::{Envelope, Source};
+use crate::input::{Envelope, Intake, Source};
 use crate::settings::Defaults;
 use crate::statsd::StatsdSink;
 use crate::sys;
@@ -16,12 +16,12 @@ use crate::telemetry::{Counters, Snapshot};
 use crate::traces::batch::{Batcher, SpanBuffer};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tdp_core::dogstatsd::Aggregator;
+use tdp_core::metrics::dogstatsd::Aggregator;
 use tdp_core::record::Record;
-use tdp_core::span::Span;
+use tdp_core::record::span::Span;
 
 /// Batches handled between two looks at the clock.
 const BURST: usize = 64;
@@ -68,9 +68,9 @@ pub fn rate_lines(rates: &std::collections::BTreeMap<String, f64>, prefix: &str)
                     "env" => "agent_env",
                     _ => continue,
                 };
-                tdp_core::dogstatsd::push_tag(&mut tags, name, v);
+                tdp_core::metrics::dogstatsd::push_tag(&mut tags, name, v);
             }
-            tdp_core::dogstatsd::line(
+            tdp_core::metrics::dogstatsd::line(
                 &format!("{prefix}.relay.agent_sample_rate"),
                 rate,
                 "g",
@@ -175,7 +175,7 @@ impl Pipeline {
         now
     }
 
-    pub fn run(mut self, rx: Receiver<Vec<Envelope>>) {
+    pub fn run(mut self, rx: Intake) {
         let start = Instant::now();
         let mut next_flush = start + self.flush_interval;
         let mut next_metrics = start + self.metrics_interval;
@@ -233,7 +233,9 @@ impl Pipeline {
                 break;
             }
         }
-        // Whatever the inputs handed on is flushed too.
+        // Inputs waiting for room stop (counting what they hold); whatever
+        // they handed on is flushed too.
+        rx.close();
         while let Ok(batch) = rx.try_recv() {
             self.handle_batch(batch);
         }

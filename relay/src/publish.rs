@@ -1,5 +1,5 @@
 //! Files the relay publishes beside the FIFO for the plugin's instances to
-//! read (`tdp_core::watch`): written whole to a temporary name in the same
+//! read (`tdp_core::transport::watch`): written whole to a temporary name in the same
 //! directory, then renamed over the old one, so an instance reads either the
 //! old version or the new one, never half of one.
 

@@ -1,11 +1,11 @@
 //! Hands the agent's `rate_by_service` answers to the plugin's instances:
 //! each new set of rates is published beside the FIFO
-//! (`tdp_core::agent_rates::FILE_NAME`, see [`crate::publish`]), where every
+//! (`tdp_core::sampling::agent::FILE_NAME`, see [`crate::publish`]), where every
 //! instance looks at most every two seconds.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tdp_core::agent_rates::{FILE_NAME, encode};
+use tdp_core::sampling::agent::{FILE_NAME, encode};
 
 #[derive(Debug)]
 pub struct RatesFile {

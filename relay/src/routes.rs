@@ -1,12 +1,12 @@
 //! Learned routes: the response sizes of the records that pass, kept by a
 //! [`Learner`] and published beside the FIFO for the plugin's instances
-//! (see `tdp_core::learned`). Publishing happens on the pipeline thread, at
+//! (see `tdp_core::buffering::learned`). Publishing happens on the pipeline thread, at
 //! most once per [`PUBLISH_EVERY`], and only when the set changed.
 
 use crate::publish::publish;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tdp_core::learned::{FILE_NAME, Learner};
+use tdp_core::buffering::learned::{FILE_NAME, Learner};
 use tdp_core::record::Record;
 
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
@@ -45,7 +45,7 @@ impl Routes {
             info!(
                 "learned a large route: {} {} ({} bytes); its responses are no longer buffered",
                 r.host,
-                tdp_core::learned::route_prefix(&r.path),
+                tdp_core::buffering::learned::route_prefix(&r.path),
                 r.content_length.unwrap_or(0)
             );
         }

@@ -284,11 +284,14 @@ fn bounds_and_secret_flags_and_env() {
             "1_048_576",
             "--max-resources",
             "50",
+            "--udp-buffer-bytes",
+            "16777216",
         ],
         &[(ENV_MAX_RESOURCES, "7"), (ENV_UDP_SECRET, "ignored")],
     )
     .expect("valid");
     assert_eq!(s.udp_key, Some(key.clone()));
+    assert_eq!(s.udp_buffer_bytes, 16 << 20);
     assert_eq!(s.pipe_group, Some(65532));
     assert_eq!((s.queue_bytes, s.max_resources), (1 << 20, 50));
     let s = run(
@@ -368,6 +371,16 @@ fn bounds_and_secret_errors_are_explained() {
     assert_eq!(
         err(&["--stdin", "--queue-bytes", "100"]),
         "--queue-bytes: 100 is below the minimum 4096"
+    );
+    assert_eq!(
+        err(&["--stdin", "--udp-buffer-bytes", "65536"]),
+        "--udp-buffer-bytes is only used with --udp"
+    );
+    assert_eq!(
+        run(&["--udp", "127.0.0.1:1"], &[])
+            .expect("valid")
+            .udp_buffer_bytes,
+        DEFAULT_UDP_BUFFER_BYTES
     );
 }
 

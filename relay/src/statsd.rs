@@ -11,7 +11,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tdp_core::dogstatsd::{Packer, UDP_MAX_DATAGRAM, UDS_MAX_DATAGRAM};
+use tdp_core::metrics::dogstatsd::{Packer, UDP_MAX_DATAGRAM, UDS_MAX_DATAGRAM};
 
 const REOPEN_EVERY: Duration = Duration::from_secs(10);
 

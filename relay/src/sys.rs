@@ -1,11 +1,13 @@
 //! The few operating-system services std does not offer: signal handling
-//! (signal-hook), mkfifo(3), socket and pipe buffer sizes, poll(2) and
-//! recvmmsg(2) (nix). Both crates wrap the system calls safely: the relay
+//! (signal-hook), mkfifo(3), socket and pipe buffer sizes, poll(2),
+//! recvmmsg(2) and the socket's drop count (nix). Both crates wrap the system calls safely: the relay
 //! holds no `unsafe` code.
 
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{MsgFlags, MultiHeaders, recvmmsg, setsockopt, sockopt};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, MultiHeaders, recvmmsg, setsockopt, sockopt,
+};
 use nix::sys::stat::Mode;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd};
@@ -97,6 +99,19 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
+/// Asks the kernel to tell, with each datagram, how many the socket has
+/// dropped so far (`SO_RXQ_OVFL`): the drops of a full receive buffer are
+/// otherwise invisible to the reader.
+#[cfg(target_os = "linux")]
+pub fn report_drops(sock: &impl AsFd) -> io::Result<()> {
+    Ok(setsockopt(sock, sockopt::RxqOvfl, &1)?)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn report_drops(_sock: &impl AsFd) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// Datagrams read with one `recvmmsg(2)` call each round, into fixed slots:
 /// the UDP input otherwise pays a system call per datagram, on cores it
 /// shares with Traefik.
@@ -106,6 +121,11 @@ pub struct Datagrams {
     headers: MultiHeaders<()>,
     /// Length and whether it was cut, of each datagram of the last round.
     got: Vec<(usize, bool)>,
+    /// The socket's drop count as the last datagram carrying it said (see
+    /// [`report_drops`]); the kernel counts in 32 bits and wraps.
+    drops: u32,
+    /// The headers of the last round were written by the kernel.
+    used: bool,
 }
 
 impl Datagrams {
@@ -115,15 +135,39 @@ impl Datagrams {
         Self {
             slot,
             bufs: vec![0; count * slot],
-            headers: MultiHeaders::preallocate(count, None),
+            headers: Self::headers(count),
             got: Vec::with_capacity(count),
+            drops: 0,
+            used: false,
         }
+    }
+
+    fn headers(count: usize) -> MultiHeaders<()> {
+        MultiHeaders::preallocate(count, Some(nix::cmsg_space!(u32)))
+    }
+
+    fn slot_count(&self) -> usize {
+        self.bufs.len() / self.slot.max(1)
+    }
+
+    /// The datagrams the socket dropped since it was opened, as of the last
+    /// datagram read (0 until [`report_drops`] is on and a drop happened).
+    pub fn dropped(&self) -> u32 {
+        self.drops
     }
 
     /// Reads what is queued, up to the slot count, without blocking:
     /// `Ok(0)` when nothing is.
     pub fn recv(&mut self, sock: &impl AsRawFd) -> io::Result<usize> {
         self.got.clear();
+        // The kernel shrinks each used header's control length to what it
+        // wrote (0 without a drop count) and nix's recvmmsg does not restore
+        // it, so a later drop count would come back truncated: fresh headers
+        // after every round that received something.
+        if self.used {
+            self.headers = Self::headers(self.slot_count());
+            self.used = false;
+        }
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
             .bufs
             .chunks_mut(self.slot)
@@ -141,8 +185,21 @@ impl Datagrams {
             Err(e) => return Err(e.into()),
         };
         let slot = self.slot;
-        self.got
-            .extend(received.map(|m| (m.bytes.min(slot), m.flags.contains(MsgFlags::MSG_TRUNC))));
+        self.used = true;
+        let drops = &mut self.drops;
+        self.got.extend(received.map(|m| {
+            if let Ok(cmsgs) = m.cmsgs() {
+                for c in cmsgs {
+                    #[cfg(target_os = "linux")]
+                    if let ControlMessageOwned::RxqOvfl(n) = c {
+                        *drops = n;
+                    }
+                    #[cfg(not(target_os = "linux"))]
+                    let _ = c;
+                }
+            }
+            (m.bytes.min(slot), m.flags.contains(MsgFlags::MSG_TRUNC))
+        }));
         Ok(self.got.len())
     }
 

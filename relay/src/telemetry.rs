@@ -8,7 +8,7 @@
 
 use crate::source::Source;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use tdp_core::dogstatsd::line;
+use tdp_core::metrics::dogstatsd::line;
 
 /// How a relay-wide counter reaches DogStatsD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +110,14 @@ counters! {
         received: all "records_received" "";
         /// Input that carried the plugin's marker or frame but could not be read.
         malformed: all "records_malformed" "";
-        /// Records dropped because the queue was full (in records or bytes).
+        /// Records read but not handed on because the queue stayed full until
+        /// the pipeline stopped (at shutdown only: inputs wait for room).
         queue_full: all "records_dropped" ",reason:queue_full";
+        /// Microseconds the input waited for room in the queue, its records
+        /// waiting meanwhile where they came from (FIFO, then the plugin's
+        /// spool; stdin's writer; the file; the socket buffer). Summed over
+        /// the input's threads (the FIFO's and the spool's for `pipe`).
+        held_back_us: all "held_back_us" "";
         /// Frames whose checksum failed (bytes changed on the way; UDP).
         corrupted: udp "records_corrupted" "";
         /// Records seen before (same trace and span id), dropped (UDP).
@@ -123,6 +129,9 @@ counters! {
         /// Frames dropped for want of a valid MAC under `--udp-secret`: none,
         /// or one made with another key (UDP).
         unauthenticated: udp "records_unauthenticated" "";
+        /// Datagrams the kernel dropped because the socket's receive buffer
+        /// was full (UDP, from `SO_RXQ_OVFL`; learnt with the next datagram).
+        receive_buffer: udp "records_dropped" ",reason:receive_buffer";
     }
     relay {
         spans_sent: Count "spans_sent" "" "spans_sent";
@@ -146,6 +155,9 @@ counters! {
         queue_bytes: Gauge "queue_bytes" "" "queue_bytes";
         /// Spans waiting for or in delivery (gauge).
         buffered_spans: Gauge "buffered_spans" "" "buffered_spans";
+        /// Bytes of frames in the spool beside the FIFO not handed on yet
+        /// (gauge, as of the drainer's last look).
+        spool_bytes: Gauge "spool_bytes" "" "spool_bytes";
         statsd_datagrams: LogOnly "statsd_datagrams" "" "statsd_datagrams";
         statsd_errors: Count "statsd_errors" "" "statsd_errors";
         /// DogStatsD lines too long for one datagram.
@@ -258,10 +270,12 @@ mod tests {
             received: [10, 20, 0, 0],
             malformed: [1, 2, 0, 0],
             queue_full: [0, 3, 0, 0],
+            held_back_us: [0, 1500, 0, 0],
             corrupted: [0, 0, 0, 4],
             duplicated: [0, 0, 0, 2],
             stray_probes: [0, 0, 0, 1],
             unauthenticated: [0, 0, 0, 5],
+            receive_buffer: [0, 0, 0, 6],
             spans_sent: 25,
             payloads_sent: 2,
             payloads_retried: 1,
@@ -275,6 +289,7 @@ mod tests {
             queue_bytes: 4200,
             resources_folded: 3,
             buffered_spans: 4,
+            spool_bytes: 380,
             statsd_datagrams: 9,
             statsd_errors: 0,
             statsd_oversized: 0,
@@ -297,10 +312,11 @@ mod tests {
     fn log_line_exact() {
         assert_eq!(
             snap().log_line(&[Source::Stdin], Some(4096)),
-            "counters stdin.received=20 stdin.malformed=2 stdin.queue_full=3 spans_sent=25 \
+            "counters stdin.received=20 stdin.malformed=2 stdin.queue_full=3 \
+             stdin.held_back_us=1500 spans_sent=25 \
              spans_dropped=1 (buffer_full=1 rejected=0 shutdown=0 encode=0) payloads_sent=2 \
              payloads_retried=1 agent_errors=1 buffer_cap_hits=1 queue_depth=7 queue_bytes=4200 \
-             buffered_spans=4 statsd_datagrams=9 statsd_errors=0 statsd_oversized=0 \
+             buffered_spans=4 spool_bytes=380 statsd_datagrams=9 statsd_errors=0 statsd_oversized=0 \
              resources_folded=3 plugin_recovered_calls=1 plugin_unread_values=2 rss_bytes=4096"
         );
     }
@@ -309,19 +325,22 @@ mod tests {
     fn udp_reports_corrupted_and_duplicated() {
         let lines = snap().statsd_lines(&Snapshot::default(), "p", &[Source::Udp]);
         assert_eq!(
-            &lines[..7],
+            &lines[..9],
             &[
                 "p.relay.records_received:0|c|#input:udp",
                 "p.relay.records_malformed:0|c|#input:udp",
                 "p.relay.records_dropped:0|c|#input:udp,reason:queue_full",
+                "p.relay.held_back_us:0|c|#input:udp",
                 "p.relay.records_corrupted:4|c|#input:udp",
                 "p.relay.records_duplicated:2|c|#input:udp",
                 "p.relay.stray_probes:1|c|#input:udp",
                 "p.relay.records_unauthenticated:5|c|#input:udp",
+                "p.relay.records_dropped:6|c|#input:udp,reason:receive_buffer",
             ]
         );
         assert!(snap().log_line(&[Source::Udp], None).contains(
-            " udp.corrupted=4 udp.duplicated=2 udp.stray_probes=1 udp.unauthenticated=5 "
+            " udp.corrupted=4 udp.duplicated=2 udp.stray_probes=1 udp.unauthenticated=5 \
+             udp.receive_buffer=6 "
         ));
     }
 
@@ -339,6 +358,7 @@ mod tests {
                 "traefik_datadog.relay.records_received:6|c|#input:pipe",
                 "traefik_datadog.relay.records_malformed:1|c|#input:pipe",
                 "traefik_datadog.relay.records_dropped:0|c|#input:pipe,reason:queue_full",
+                "traefik_datadog.relay.held_back_us:0|c|#input:pipe",
                 "traefik_datadog.relay.spans_sent:5|c",
                 "traefik_datadog.relay.spans_dropped:1|c|#reason:buffer_full",
                 "traefik_datadog.relay.spans_dropped:0|c|#reason:rejected",
@@ -355,6 +375,7 @@ mod tests {
                 "traefik_datadog.relay.queue_depth:7|g",
                 "traefik_datadog.relay.queue_bytes:4200|g",
                 "traefik_datadog.relay.buffered_spans:4|g",
+                "traefik_datadog.relay.spool_bytes:380|g",
             ]
         );
     }

@@ -9,10 +9,10 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use tdp_core::dogstatsd::{Aggregator, DEFAULT_MAX_SAMPLES, Packer, UDP_MAX_DATAGRAM};
-use tdp_core::fallback;
+use tdp_core::metrics::dogstatsd::{Aggregator, DEFAULT_MAX_SAMPLES, Packer, UDP_MAX_DATAGRAM};
+use tdp_core::record::span::{HostFields, Span};
 use tdp_core::record::{Record, sample};
-use tdp_core::span::{HostFields, Span};
+use tdp_core::wire::fallback;
 
 fn record(i: u64, status: u16, priority: i8) -> Record {
     let mut r = sample::record(status);

@@ -16,9 +16,9 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tdp_core::fallback;
 use tdp_core::record::sample;
-use tdp_core::span::Span;
+use tdp_core::record::span::Span;
+use tdp_core::wire::fallback;
 
 /// How the stand-in answers one request.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,7 +5,7 @@
 //! left it: globals, memory and borrow flags included. So each handler marks
 //! its entry and its return; a mark found still set at an entry means the
 //! previous call was aborted, and the handler resets the per-request state
-//! before it serves the request (see `Plugin::recover`). The shadow-stack
+//! before it serves the request (see `Plugin::enter`). The shadow-stack
 //! pointer, which Rust cannot set, is reset by the post-link step
 //! (`postlink/`): the exported handlers start by setting it to its initial
 //! value, the only right one when no guest frame is live.
@@ -37,14 +37,37 @@ pub mod fault {
     pub enum Fault {
         /// Trap in `handle_request`, with the request in flight.
         Request,
-        /// Trap in `handle_response`, with the record built.
+        /// Trap in `handle_response`, with the request still in flight.
         Response,
     }
 
-    pub fn parse(value: &[u8]) -> Option<Fault> {
-        match value {
-            b"request" => Some(Fault::Request),
-            b"response" => Some(Fault::Response),
+    #[link(wasm_import_module = "http_handler")]
+    unsafe extern "C" {
+        fn get_header_values(
+            kind: i32,
+            name: *const u8,
+            name_len: i32,
+            buf: *mut u8,
+            buf_limit: i32,
+        ) -> i64;
+    }
+
+    /// The fault the request asks for: one host call more per request, in
+    /// this build only.
+    pub fn read() -> Option<Fault> {
+        let mut buf = [0u8; 16];
+        let len = unsafe {
+            get_header_values(
+                0,
+                HEADER.as_ptr(),
+                HEADER.len() as i32,
+                buf.as_mut_ptr(),
+                16,
+            )
+        } as u32 as usize;
+        match buf.get(..len)? {
+            b"request\0" => Some(Fault::Request),
+            b"response\0" => Some(Fault::Response),
             _ => None,
         }
     }

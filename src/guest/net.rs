@@ -5,7 +5,7 @@
 //! query, which share more unlocked host state (traefik#11629).
 
 use std::net::{IpAddr, SocketAddr};
-use tdp_core::network::{Dest, UdpSys, errno};
+use tdp_core::transport::network::{Dest, UdpSys, errno};
 
 /// WasmEdge's address argument: a pointer to this pair.
 #[repr(C)]

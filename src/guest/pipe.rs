@@ -2,7 +2,7 @@
 //! the directories Traefik preopened from `settings.mounts`.
 
 use std::ffi::CString;
-use tdp_core::transport::{PipeSys, WriteError};
+use tdp_core::transport::pipe::{PipeSys, WriteError};
 
 pub struct WasiPipe;
 

@@ -3,7 +3,7 @@
 //! each write at the end of the file even with many instances writing.
 
 use std::ffi::CString;
-use tdp_core::spool::SpoolSys;
+use tdp_core::transport::spool::SpoolSys;
 
 pub struct WasiSpool;
 

@@ -1,4 +1,4 @@
-//! The file system calls of a [`tdp_core::watch::Watch`], through WASI on
+//! The file system calls of a [`tdp_core::transport::watch::Watch`], through WASI on
 //! the directory Traefik mounted (`settings.mounts`).
 //!
 //! The socket build (plugin-net.wasm) reads nothing: Traefik's socket host
@@ -9,7 +9,7 @@
 use std::io::Read;
 #[cfg(not(feature = "network"))]
 use std::time::UNIX_EPOCH;
-use tdp_core::watch::{FileSys, Stamp};
+use tdp_core::transport::watch::{FileSys, Stamp};
 
 pub struct WasiFiles;
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::record::status::grpc_is_error;
 
 fn policy() -> Policy {
     Policy {

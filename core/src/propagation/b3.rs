@@ -2,10 +2,10 @@
 //! `-flags`.
 
 use super::context::Extracted;
+use super::ids::SpanContext;
 use super::lex::{hex16, lower_hex, ows};
 use super::style::*;
-use crate::ids::TraceId;
-use crate::record::SpanContext;
+use crate::propagation::ids::TraceId;
 use crate::text;
 
 pub(super) fn extract<F, S>(get: &mut F) -> Option<Extracted>

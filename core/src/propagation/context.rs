@@ -1,8 +1,8 @@
 //! What extraction finds and what injection writes.
 
+use super::ids::TraceId;
 use super::style::Style;
 use super::tags::{TAG_DM, dm_mechanism};
-use crate::ids::TraceId;
 
 /// The caller's context, as read from the request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,11 +2,11 @@
 //! `-sampling-priority`, `-origin` and `-tags`.
 
 use super::context::Extracted;
+use super::ids::SpanContext;
 use super::lex::{decimal_u64, ows, priority, valid_origin};
 use super::style::*;
 use super::tags::{datadog_tags, datadog_tags_header};
-use crate::ids::TraceId;
-use crate::record::SpanContext;
+use crate::propagation::ids::TraceId;
 use crate::text;
 
 pub(super) fn extract<F, S>(get: &mut F) -> Option<Extracted>

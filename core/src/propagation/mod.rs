@@ -50,6 +50,7 @@
 mod b3;
 mod context;
 mod datadog;
+pub mod ids;
 mod lex;
 pub mod settings;
 pub mod style;
@@ -57,6 +58,7 @@ mod tags;
 mod tracecontext;
 
 pub use context::{Extracted, Injection};
+pub use ids::SpanContext;
 pub use lex::MAX_ORIGIN;
 pub use settings::Settings;
 pub use style::*;
@@ -66,9 +68,8 @@ pub use tags::{
 };
 pub use tracecontext::{MAX_TRACESTATE_MEMBERS, MAX_TRACESTATE_OTHERS, MAX_TRACESTATE_VALUE};
 
-use crate::ids::TraceId;
-use crate::record::{Record, SpanContext};
 use crate::sampling::{self, Decision, MECHANISM_DEFAULT, Source};
+use ids::TraceId;
 use tags::{TAG_DM, TAG_TID, encode_tags};
 
 /// A case-insensitive lookup over `(name, value)` pairs, for tests and
@@ -133,12 +134,12 @@ const MAX_USEFUL: usize = 1024;
 /// a member at its end can make it invalid. `x-datadog-tags` keeps its
 /// blanks: its length decides `extract_max_size`, spaces included, as in
 /// dd-trace. Every other header is read past its blanks (`ows`), then cut
-/// as [`crate::limits::text`] cuts, marker included.
+/// as [`crate::text::decode`] cuts, marker included.
 pub fn useful(name: &str, value: &str) -> String {
     match name {
         TRACESTATE => value.to_owned(),
-        X_DATADOG_TAGS => crate::limits::text(value.as_bytes(), MAX_USEFUL),
-        _ => crate::limits::text(lex::ows(value).as_bytes(), MAX_USEFUL),
+        X_DATADOG_TAGS => crate::text::decode(value.as_bytes(), MAX_USEFUL),
+        _ => crate::text::decode(lex::ows(value).as_bytes(), MAX_USEFUL),
     }
 }
 
@@ -244,25 +245,8 @@ pub fn inject(styles: &[Style], ctx: &SpanContext, extracted: Option<&Extracted>
     out
 }
 
-/// Fills the record's propagation fields: origin, `_dd.p.*` tags other than
-/// tid/dm (as `k=v,k=v`), and the propagation error (extraction's first).
-pub fn annotate(record: &mut Record, extracted: Option<&Extracted>, injection: &Injection) {
-    if let Some(e) = extracted {
-        record.origin = e.origin.clone().unwrap_or_default();
-        record.propagation_tags = encode_tags(
-            e.propagation_tags
-                .iter()
-                .filter(|(k, _)| k != TAG_TID && k != TAG_DM),
-        );
-    }
-    record.propagation_error = extracted
-        .and_then(|e| e.error)
-        .or(injection.error)
-        .unwrap_or_default()
-        .to_owned();
-}
-
-/// Everything the guest needs for one request.
+/// The plugin span's place in its trace, as one request's propagation
+/// decided it, and the headers that carry it upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Propagation {
     pub ctx: SpanContext,
@@ -310,7 +294,7 @@ where
 {
     let cfg = cfg.into();
     let extracted = extract_configured(cfg, get);
-    let source = crate::sampling_rules::source(
+    let source = crate::sampling::rules::source(
         cfg.sampling_rules,
         cfg.sample_rate,
         input.agent_rate,
@@ -328,14 +312,46 @@ where
 }
 
 impl Propagation {
-    /// See [`annotate`].
-    pub fn annotate(&self, record: &mut Record) {
-        annotate(record, self.extracted.as_ref(), &self.injection);
+    /// A trace begun here: nothing extracted, nothing injected.
+    pub fn root(ctx: SpanContext) -> Self {
+        Self {
+            ctx,
+            extracted: None,
+            injection: Injection::default(),
+        }
+    }
+
+    /// `_dd.origin` of the incoming context; empty: none.
+    pub fn origin(&self) -> &str {
+        self.extracted
+            .as_ref()
+            .and_then(|e| e.origin.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The inherited `_dd.p.*` tags other than tid and dm, as
+    /// `x-datadog-tags` encodes them (`k=v,k=v`); empty: none.
+    pub fn inherited_tags(&self) -> String {
+        self.extracted.as_ref().map_or_else(String::new, |e| {
+            encode_tags(
+                e.propagation_tags
+                    .iter()
+                    .filter(|(k, _)| k != TAG_TID && k != TAG_DM),
+            )
+        })
+    }
+
+    /// `_dd.propagation_error`: extraction's first, else injection's;
+    /// empty: none.
+    pub fn error(&self) -> &'static str {
+        self.extracted
+            .as_ref()
+            .and_then(|e| e.error)
+            .or(self.injection.error)
+            .unwrap_or_default()
     }
 }
 
-#[cfg(test)]
-mod property_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

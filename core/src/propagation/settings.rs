@@ -3,8 +3,8 @@
 //! than what it uses.
 
 use super::style::Style;
-use crate::sample_rate::SampleRate;
-use crate::sampling_rules::SamplingRule;
+use crate::sampling::rate::SampleRate;
+use crate::sampling::rules::SamplingRule;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'a> {

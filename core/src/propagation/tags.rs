@@ -1,9 +1,9 @@
 //! `_dd.p.*` propagation tags and the `x-datadog-tags` header that carries
 //! them: grammar, caps, and the values of `_dd.propagation_error`.
 
+use super::ids::SpanContext;
 use super::lex::{hex16, is_lower_hex, ows};
-use crate::ids::TraceId;
-use crate::record::SpanContext;
+use crate::propagation::ids::TraceId;
 use crate::sampling;
 
 /// Largest `x-datadog-tags` value read or written (dd-trace's default).

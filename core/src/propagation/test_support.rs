@@ -1,8 +1,7 @@
 //! Shared values and helpers of the propagation tests.
 
 pub use super::*;
-pub use crate::ids::TraceId;
-pub use crate::record::SpanContext;
+pub use crate::propagation::ids::TraceId;
 pub use crate::sampling::{self, Decision, Source};
 
 pub const HIGH: u64 = 0x6b0e_a0cb_0000_0000;

@@ -2,13 +2,13 @@
 //! `dd` member.
 
 use super::context::Extracted;
+use super::ids::SpanContext;
 use super::lex::{hex16, lower_hex, ows, priority, valid_origin};
 use super::style::*;
 use super::tags::{
     TAG_DM, TAG_PREFIX, TAG_TID, dm_mechanism, set_tag, valid_tag_key, valid_tag_value,
 };
-use crate::ids::TraceId;
-use crate::record::SpanContext;
+use crate::propagation::ids::TraceId;
 use crate::sampling;
 use crate::text;
 

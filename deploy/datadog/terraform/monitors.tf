@@ -92,16 +92,16 @@ resource "datadog_monitor" "telemetry_silent_while_traefik_serves" {
 }
 
 resource "datadog_monitor" "relay_not_reporting" {
-  name     = "[Traefik] Datadog relay not reporting, or its queue filling"
+  name     = "[Traefik] Datadog relay not reporting, or the spool filling"
   type     = "query alert"
   priority = 1
-  query    = "max(last_5m):max:traefik_datadog.relay.queue_depth{*} >= 8000"
-  message  = "{{#is_no_data}}The relay sent no counters for 10 minutes: it is down, or cannot reach DogStatsD. The plugin keeps records in the spool beside the FIFO (spoolMaxBytes) until it returns.{{/is_no_data}}\n{{#is_alert}}{{value}} records wait in the relay's input queue (--queue-size, 10,000 by default): records are dropped once it is full.{{/is_alert}}${var.notify}"
+  query    = "max(last_5m):max:traefik_datadog.relay.spool_bytes{*} >= 33554432"
+  message  = "{{#is_no_data}}The relay sent no counters for 10 minutes: it is down, or cannot reach DogStatsD. The plugin keeps records in the spool beside the FIFO (spoolMaxBytes) until it returns.{{/is_no_data}}\n{{#is_alert}}{{value}} bytes of records wait in the spool beside the FIFO: the relay does not keep up, and its inputs hold back instead of dropping. Once the spool reaches spoolMaxBytes (64 MiB by default) the plugin writes records as ERROR lines in Traefik's log.{{/is_alert}}${var.notify}"
   tags     = ["source:traefik-datadog-plugin"]
 
   monitor_thresholds {
-    critical = 8000
-    warning  = 5000
+    critical = 33554432
+    warning  = 16777216
   }
 
   notify_no_data      = true

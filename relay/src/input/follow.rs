@@ -104,7 +104,7 @@ pub fn save_state(path: &Path, p: Position) -> io::Result<()> {
 }
 
 /// FNV-1a, 64 bits: a cheap content fingerprint, not a security measure.
-pub use tdp_core::ids::fnv1a64 as fnv1a;
+pub use tdp_core::propagation::ids::fnv1a64 as fnv1a;
 
 fn head_hash(file: &File, len: u64) -> io::Result<u64> {
     let mut buf = vec![0u8; usize::try_from(len.min(HEAD_LEN)).unwrap_or(0)];
@@ -524,7 +524,7 @@ fn run(mut follower: Follower, state: &Path, queue: &Queue) {
         let result = follower.poll(&mut sink);
         // Records first, then the position that covers them.
         let records = std::mem::take(&mut sink.records);
-        if !queue.push_wait(Source::Follow, records, &sys::stop_requested) {
+        if !queue.push_or_keep(Source::Follow, records, &sys::stop_requested) {
             // Stopping with records not handed on: keep the last saved
             // position so the next run reads them again.
             info!("follow {shown}: stopped");

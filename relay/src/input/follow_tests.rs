@@ -60,7 +60,7 @@ fn takes_records_only_from_the_plugins_lines() {
     use crate::input::tests::record;
     use crate::telemetry::Counters;
     use std::sync::Arc;
-    use tdp_core::fallback;
+    use tdp_core::wire::fallback;
 
     let mut forged = record(500);
     forged.service = "payments".into();

@@ -1,8 +1,8 @@
 //! Frames out of a byte stream: the FIFO and the spool carry the plugin's
-//! binary frames back to back (`tdp_core::binary`).
+//! binary frames back to back (`tdp_core::wire::binary`).
 
-use tdp_core::binary::{BinaryError, decode_frame, resync};
 use tdp_core::record::Record;
+use tdp_core::wire::binary::{BinaryError, decode_frame, resync};
 
 /// Splits a byte stream into binary frames. Garbage is skipped up to the
 /// next `TD` magic and counted once per run of garbage; a frame whose body
@@ -56,7 +56,7 @@ impl FrameReader {
 pub(super) mod tests {
     use super::*;
     use crate::input::tests::record;
-    use tdp_core::binary::encode;
+    use tdp_core::wire::binary::encode;
 
     fn frame(status: u16) -> Vec<u8> {
         encode(&record(status)).expect("fits")

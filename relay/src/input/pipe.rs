@@ -4,9 +4,14 @@
 //! `--pipe-group`); created here only if it went missing meanwhile. It
 //! is opened read-write: the relay then never sees end-of-file when writers
 //! come and go, and a writer's non-blocking open always finds a reader while
-//! the relay lives. Records are read as fast as they come and dropped
-//! (counted) when the queue is full: a full pipe would push the plugin onto
-//! its spool (see `spool.rs`), which costs Traefik more per request.
+//! the relay lives.
+//!
+//! When the queue is full the reader stops reading (back-pressure) rather
+//! than drop what it read: the pipe's buffer fills, the plugin's
+//! non-blocking writes then fail with EAGAIN and it appends those frames to
+//! the spool beside the FIFO, which `spool.rs` drains once there is room. A
+//! frame costs Traefik a little more that way (an open, a write and a close
+//! of the spool), but none is lost.
 
 use super::frames::FrameReader;
 use super::{Envelope, Queue, Source};
@@ -96,6 +101,9 @@ fn run(mut file: File, queue: &Queue, shown: &str, coalesce: Duration) {
             // One last pass over what writers already put in the pipe.
             stopping = true;
         }
+        if queue.is_closed() {
+            break;
+        }
         let wait = if stopping {
             Duration::ZERO
         } else {
@@ -126,7 +134,9 @@ fn run(mut file: File, queue: &Queue, shown: &str, coalesce: Duration) {
                         }
                     }
                 });
-                queue.offer(Source::Pipe, batch);
+                // Waits while the queue is full: meanwhile the pipe fills
+                // and the plugin spools.
+                queue.push(Source::Pipe, batch);
                 if drained && !stopping {
                     std::thread::sleep(coalesce);
                 }
@@ -139,7 +149,9 @@ fn run(mut file: File, queue: &Queue, shown: &str, coalesce: Duration) {
         }
     }
     // Closed at once: from here writers get EPIPE and spool their frames;
-    // a frame written between the last read and this close is lost.
+    // a frame written between the last read and this close is lost, and so
+    // is what the pipe still held if the pipeline stopped taking records
+    // first (the grace ran out).
     drop(file);
     info!("pipe {shown}: stopped");
 }
@@ -150,7 +162,7 @@ mod tests {
     use crate::input::frames::tests::run_reader;
     use crate::input::tests::record;
     use std::io::Write;
-    use tdp_core::binary::encode;
+    use tdp_core::wire::binary::encode;
 
     fn frame(status: u16) -> Vec<u8> {
         encode(&record(status)).expect("fits")

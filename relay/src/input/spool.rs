@@ -20,6 +20,7 @@ use crate::sys;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,11 +35,11 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 /// Bytes read per step; the queue is offered one step's records at a time.
 const CHUNK: usize = 64 * 1024;
 
-/// The spool path for a FIFO path (the plugin's `tdp_core::spool::path_for`
+/// The spool path for a FIFO path (the plugin's `tdp_core::transport::spool::path_for`
 /// on the guest's side of the mount).
 pub fn spool_path(fifo: &Path) -> PathBuf {
     let mut s = fifo.as_os_str().to_owned();
-    s.push(tdp_core::spool::SUFFIX);
+    s.push(tdp_core::transport::spool::SUFFIX);
     PathBuf::from(s)
 }
 
@@ -80,6 +81,8 @@ struct Draining {
     saved: u64,
     /// Bytes read so far (handed on, or held as an incomplete tail).
     read: u64,
+    /// The file's size at the last look.
+    len: u64,
     frames: FrameReader,
     records: u64,
     /// When the file last grew (or was taken).
@@ -95,11 +98,17 @@ impl Draining {
             name,
             saved: name.offset,
             read: name.offset,
+            len: name.offset,
             frames: FrameReader::default(),
             records: 0,
             changed: now,
             hold_offset: false,
         }
+    }
+
+    /// Bytes not handed on yet: unread, or an incomplete tail.
+    fn waiting(&self) -> u64 {
+        self.len.saturating_sub(self.read) + self.frames.pending() as u64
     }
 
     /// Deleted once read to its end and unchanged for [`SETTLE`].
@@ -114,6 +123,8 @@ struct Drainer {
     shown: String,
     files: Vec<Draining>,
     last_id: u64,
+    /// The live spool's size at the last look (not renamed away yet).
+    live_len: u64,
     throttle: Throttle,
 }
 
@@ -136,6 +147,7 @@ pub fn start(fifo: &Path, queue: Queue) -> Result<JoinHandle<()>, String> {
         shown: spool.display().to_string(),
         files: Vec::new(),
         last_id: 0,
+        live_len: 0,
         throttle: Throttle::new(Duration::from_secs(10)),
     };
     d.adopt_leftovers();
@@ -173,14 +185,24 @@ impl Drainer {
                 n.offset
             );
             self.last_id = self.last_id.max(n.id);
-            self.files.push(Draining::new(n, now));
+            let mut d = Draining::new(n, now);
+            d.len = std::fs::symlink_metadata(self.path(n)).map_or(n.offset, |m| m.len());
+            self.files.push(d);
         }
+    }
+
+    /// Bytes the spool holds that were not handed on yet, for the
+    /// `spool_bytes` gauge.
+    fn waiting(&self) -> u64 {
+        self.live_len + self.files.iter().map(Draining::waiting).sum::<u64>()
     }
 
     fn run(mut self, queue: &Queue) {
         let mut buf = vec![0u8; CHUNK];
+        let gauge = &queue.counters().spool_bytes;
         loop {
             self.take_live();
+            gauge.store(self.waiting(), Relaxed);
             let mut i = 0;
             while i < self.files.len() {
                 if sys::stop_requested() {
@@ -198,6 +220,7 @@ impl Drainer {
             for i in 0..self.files.len() {
                 self.save(i);
             }
+            gauge.store(self.waiting(), Relaxed);
             if sys::stop_requested() {
                 break;
             }
@@ -212,9 +235,10 @@ impl Drainer {
     /// Renames a non-empty live spool away to drain it.
     fn take_live(&mut self) {
         let live = self.dir.join(&self.spool_name);
+        self.live_len = 0;
         // Not through a symlink: the directory is shared.
         match std::fs::symlink_metadata(&live) {
-            Ok(m) if m.is_file() && m.len() > 0 => {}
+            Ok(m) if m.is_file() && m.len() > 0 => self.live_len = m.len(),
             Ok(m) if !m.is_file() => {
                 if let Some(h) = self.throttle.allow() {
                     warn!(
@@ -232,7 +256,10 @@ impl Drainer {
         match std::fs::rename(&live, self.path(name)) {
             Ok(()) => {
                 self.last_id = id;
-                self.files.push(Draining::new(name, Instant::now()));
+                let mut d = Draining::new(name, Instant::now());
+                d.len = self.live_len;
+                self.live_len = 0;
+                self.files.push(d);
             }
             Err(e) => {
                 if let Some(h) = self.throttle.allow() {
@@ -272,6 +299,15 @@ impl Drainer {
                 return false;
             }
         };
+        // What the other files hold, for the gauge while this one drains.
+        let others: u64 = self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, f)| f.waiting())
+            .sum();
+        let others = others + self.live_len;
         let d = &mut self.files[i];
         if let Err(e) = file.seek(SeekFrom::Start(d.read)) {
             error!("spool {}: seek: {e}", self.shown);
@@ -292,6 +328,7 @@ impl Drainer {
                 }
             };
             grew = true;
+            d.len = d.len.max(d.read + n as u64);
             let mut batch = Vec::with_capacity(n / 128);
             let mut bad = None;
             d.frames.feed(&buf[..n], |r| match r {
@@ -308,22 +345,26 @@ impl Drainer {
             }
             d.records += batch.len() as u64;
             d.read += n as u64;
-            // The file keeps what the queue has no room for yet; the FIFO
-            // does not (its reader drops what does not fit), so it gets
-            // the second half of the queue to itself.
-            while queue.half_full() && !sys::stop_requested() {
+            // The FIFO's reader gets the second half of the queue to
+            // itself: the pipe's buffer is small, the spool is not.
+            while queue.half_full() && !sys::stop_requested() && !queue.is_closed() {
                 std::thread::sleep(Duration::from_millis(2));
             }
-            if !queue.push_wait(Source::Pipe, batch, &sys::stop_requested) {
+            if !queue.push_or_keep(Source::Pipe, batch, &sys::stop_requested) {
                 d.hold_offset = true;
                 break;
             }
+            queue
+                .counters()
+                .spool_bytes
+                .store(d.waiting() + others, Relaxed);
         }
         let now = Instant::now();
         if grew {
             d.changed = now;
         }
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        d.len = len;
         d.settled(len, now)
     }
 

@@ -3,7 +3,7 @@ use crate::input::tests::record;
 use crate::telemetry::Counters;
 use std::io::Write;
 use std::sync::Arc;
-use tdp_core::binary::encode;
+use tdp_core::wire::binary::encode;
 
 fn frame(status: u16) -> Vec<u8> {
     encode(&record(status)).expect("fits")
@@ -23,6 +23,7 @@ fn drainer(dir: &Path) -> Drainer {
         shown: "test".into(),
         files: Vec::new(),
         last_id: 0,
+        live_len: 0,
         throttle: Throttle::new(Duration::from_secs(10)),
     }
 }
@@ -108,11 +109,14 @@ fn takes_the_spool_hands_every_frame_on_and_keeps_the_offset_in_the_name() {
     let mut d = drainer(&dir);
     d.take_live();
     assert!(!live.exists(), "renamed away");
+    assert_eq!(d.waiting(), bytes.len() as u64, "all of it waits");
     let id = d.files[0].name.id;
     let mut buf = vec![0u8; CHUNK];
     assert!(!d.drain(0, &mut buf, &q), "not settled yet");
     d.save(0);
     assert_eq!(statuses(&rx), vec![200, 404]);
+    assert_eq!(d.waiting(), 10, "the incomplete tail");
+    assert_eq!(counters.snapshot().spool_bytes, 10);
     assert_eq!(names(&dir), vec![format!("x.fifo.spool.drain-{id}-{cut}")]);
 
     // A writer that opened before the rename finishes its frame; a new
@@ -123,7 +127,9 @@ fn takes_the_spool_hands_every_frame_on_and_keeps_the_offset_in_the_name() {
     assert!(!d.drain(0, &mut buf, &q));
     d.save(0);
     assert_eq!(statuses(&rx), vec![503]);
+    assert_eq!(d.waiting(), 0);
     d.take_live();
+    assert_eq!(d.waiting(), frame(201).len() as u64);
     assert_eq!(d.files.len(), 2);
     assert!(d.files[1].name.id > id);
     assert!(!d.drain(1, &mut buf, &q));
@@ -179,9 +185,9 @@ fn the_spool_leaves_half_the_queue_to_the_fifo() {
     let counters = Arc::new(Counters::default());
     let (q, _rx) = Queue::new(4, counters);
     assert!(!q.half_full());
-    q.offer(Source::Pipe, vec![Envelope::bare(record(200)); 2]);
+    q.push(Source::Pipe, vec![Envelope::bare(record(200)); 2]);
     assert!(!q.half_full());
-    q.offer(Source::Pipe, vec![Envelope::bare(record(200))]);
+    q.push(Source::Pipe, vec![Envelope::bare(record(200))]);
     assert!(q.half_full());
 }
 

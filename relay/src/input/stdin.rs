@@ -1,6 +1,10 @@
 //! `--stdin`: Traefik's log output on stdin. The plugin's record lines are
 //! consumed (copied too with `--echo-records`); every other line goes to
 //! stdout byte for byte, so the relay can sit in the log pipeline.
+//!
+//! When the queue is full the relay stops reading stdin rather than drop
+//! records: the pipe's buffer fills and Traefik's log writes wait, as they
+//! would for any slow consumer of its output (or a relay that stopped).
 
 use super::lines::{LineSink, LineSplitter, Parsed, is_ours, parse_line};
 use super::{Envelope, Queue, Source};
@@ -82,15 +86,16 @@ impl<W: Write> Passthrough<W> {
         }
     }
 
-    /// Hands on the records read so far and flushes stdout.
+    /// Flushes stdout, then hands on the records read so far, waiting for
+    /// room (the other lines are not held up by that wait).
     fn flush(&mut self) {
-        if !self.batch.is_empty() {
-            self.queue
-                .offer(Source::Stdin, std::mem::take(&mut self.batch));
-        }
         if !self.broken && self.out.flush().is_err() {
             self.broken = true;
             warn!("stdout closed; log lines are no longer copied through");
+        }
+        if !self.batch.is_empty() {
+            self.queue
+                .push(Source::Stdin, std::mem::take(&mut self.batch));
         }
     }
 
@@ -150,7 +155,7 @@ mod tests {
     use crate::input::tests::record;
     use crate::telemetry::Counters;
     use std::sync::Arc;
-    use tdp_core::fallback;
+    use tdp_core::wire::fallback;
 
     fn json_line(status: u16) -> String {
         let m = serde_json::to_string(&fallback::encode(&record(status))).expect("s");

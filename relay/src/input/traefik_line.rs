@@ -21,8 +21,8 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::sync::LazyLock;
-use tdp_core::fallback;
-use tdp_core::span::HostFields;
+use tdp_core::record::span::HostFields;
+use tdp_core::wire::fallback;
 
 /// Start of a record: the message of a console line begins with it.
 const MARKER_RAW: &[u8] = b"{\"marker\":\"traefik-datadog\",";

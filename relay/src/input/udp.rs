@@ -12,6 +12,13 @@
 //! before its body is parsed. The checksum is checked first, so bytes the
 //! host race changed still count as `corrupted`. A genuine frame sent again
 //! is dropped as `duplicated` within the dedup window.
+//!
+//! A sender of datagrams never waits. When the queue is full this input
+//! stops reading, so what arrives meanwhile waits in the socket's receive
+//! buffer (`--udp-buffer-bytes`) rather than being read, decoded and
+//! dropped on a core the pipeline needs; what the buffer cannot hold the
+//! kernel drops, and the relay counts those from the drop count the kernel
+//! attaches to the next datagram (`SO_RXQ_OVFL`; `udp.receive_buffer`).
 
 use super::{Envelope, Queue, Source};
 use crate::log::{Throttle, held};
@@ -22,11 +29,13 @@ use std::io;
 use std::net::UdpSocket;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tdp_core::binary;
-use tdp_core::mac::MacKey;
+use tdp_core::wire::binary;
+use tdp_core::wire::mac::MacKey;
 
-/// Kernel receive buffer asked for, so bursts wait instead of being dropped.
-const RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// What the kernel charges a socket buffer for one datagram of a typical
+/// record (~400 bytes; measured on Linux 6: `skb->truesize` on loopback),
+/// to say how many records the granted buffer holds.
+const CHARGE_PER_RECORD: usize = 1280;
 
 /// After draining the socket, the reader sleeps this long before it looks
 /// again, when the kernel granted a buffer that holds what arrives
@@ -37,28 +46,56 @@ const COALESCE: Duration = Duration::from_millis(2);
 /// applies: at 2 ms, room for well over 100k datagrams a second.
 const COALESCE_MIN_BUFFER: usize = 2 * 1024 * 1024;
 
-pub fn bind(addr: &str) -> Result<(UdpSocket, Duration), String> {
+pub fn bind(addr: &str, buffer: usize) -> Result<(UdpSocket, Duration), String> {
     let sock = UdpSocket::bind(addr).map_err(|e| format!("--udp: cannot bind {addr}: {e}"))?;
-    let coalesce = match sys::set_recv_buffer(&sock, RECV_BUFFER) {
-        Ok(granted) if granted >= COALESCE_MIN_BUFFER => COALESCE,
+    let coalesce = match sys::set_recv_buffer(&sock, buffer) {
         Ok(granted) => {
-            info!(
-                "udp {addr}: receive buffer {granted} bytes (net.core.rmem_max); reading every datagram as it comes"
+            // The kernel reports twice what it was asked for when it grants it all.
+            let short = granted < buffer.saturating_mul(2);
+            let line = format!(
+                "udp {addr}: receive buffer {granted} bytes, ~{} records wait there while the relay is busy{}",
+                granted / CHARGE_PER_RECORD,
+                if short {
+                    format!(
+                        " (asked {buffer}: capped by net.core.rmem_max; raise it or give the relay CAP_NET_ADMIN)"
+                    )
+                } else {
+                    String::new()
+                }
             );
-            Duration::ZERO
+            if short {
+                warn!("{line}");
+            } else {
+                info!("{line}");
+            }
+            if granted >= COALESCE_MIN_BUFFER {
+                COALESCE
+            } else {
+                Duration::ZERO
+            }
         }
         Err(e) => {
             warn!("udp {addr}: cannot enlarge the receive buffer: {e}");
             Duration::ZERO
         }
     };
+    if let Err(e) = sys::report_drops(&sock) {
+        warn!(
+            "udp {addr}: the kernel will not report drops (SO_RXQ_OVFL: {e}); a full receive buffer goes uncounted"
+        );
+    }
     sock.set_nonblocking(true)
         .map_err(|e| format!("--udp: {e}"))?;
     Ok((sock, coalesce))
 }
 
-pub fn start(addr: &str, queue: Queue, key: Option<MacKey>) -> Result<JoinHandle<()>, String> {
-    let (sock, coalesce) = bind(addr)?;
+pub fn start(
+    addr: &str,
+    buffer: usize,
+    queue: Queue,
+    key: Option<MacKey>,
+) -> Result<JoinHandle<()>, String> {
+    let (sock, coalesce) = bind(addr, buffer)?;
     let shown = sock
         .local_addr()
         .map_or_else(|_| addr.to_owned(), |a| a.to_string());
@@ -119,7 +156,11 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration, key: Op
     // Passes over the socket once asked to stop: senders that keep sending
     // must not keep the relay from stopping.
     let mut last_passes = 16;
+    let mut drops_seen = 0u32;
     loop {
+        if queue.is_closed() {
+            break;
+        }
         // Asked to stop: what the kernel already holds is read before the
         // socket closes; only what arrives after that is refused.
         let stopping = sys::stop_requested();
@@ -202,7 +243,15 @@ fn run(sock: &UdpSocket, queue: &Queue, shown: &str, coalesce: Duration, key: Op
                 break;
             }
         }
-        queue.offer(Source::Udp, batch);
+        let drops = datagrams.dropped();
+        Counters::add(
+            &counters.receive_buffer,
+            u64::from(drops.wrapping_sub(drops_seen)),
+        );
+        drops_seen = drops;
+        // Waits while the queue is full: meanwhile datagrams wait in the
+        // socket's buffer.
+        queue.push(Source::Udp, batch);
         if drained && !coalesce.is_zero() && !stopping {
             std::thread::sleep(coalesce);
         }
@@ -215,6 +264,7 @@ mod tests {
     use super::*;
     use crate::input::tests::record;
     use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
 
     #[test]
     fn dedup_window_forgets_the_oldest() {
@@ -244,7 +294,8 @@ mod tests {
         key: Option<MacKey>,
         send: impl FnOnce(&UdpSocket, std::net::SocketAddr),
     ) -> (Vec<tdp_core::record::Record>, Arc<Counters>) {
-        let (sock, _) = bind("127.0.0.1:0").expect("bind");
+        let (sock, _) =
+            bind("127.0.0.1:0", crate::settings::DEFAULT_UDP_BUFFER_BYTES).expect("bind");
         let counters = Arc::new(Counters::default());
         let (q, rx) = Queue::new(queue, counters.clone());
         let tx = UdpSocket::bind("127.0.0.1:0").expect("client");
@@ -304,6 +355,63 @@ mod tests {
         assert_eq!(s.duplicated[Source::Udp as usize], 2);
         assert_eq!(s.corrupted[Source::Udp as usize], 1);
         assert_eq!(s.stray_probes[Source::Udp as usize], 1);
+    }
+
+    fn numbered(i: u64) -> Vec<u8> {
+        let mut r = record(200);
+        r.span_id = 10_000 + i;
+        binary::encode_with(&r, binary::FLAG_CHECKSUM).expect("frame")
+    }
+
+    #[test]
+    fn what_the_receive_buffer_cannot_hold_is_counted_with_the_next_datagram() {
+        // The smallest buffer the kernel grants holds a few datagrams; 200
+        // sent before the reader starts overflow it.
+        let (sock, _) = bind("127.0.0.1:0", 4096).expect("bind");
+        let addr = sock.local_addr().expect("addr");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("client");
+        for i in 0..200 {
+            tx.send_to(&numbered(i), addr).expect("send");
+        }
+        let counters = Arc::new(Counters::default());
+        // A queue of one record: the reader waits after each, the kernel
+        // keeps the rest.
+        let (q, rx) = Queue::new(1, counters.clone());
+        std::thread::spawn(move || run(&sock, &q, "test", Duration::ZERO, None));
+        let take = |timeout| {
+            let b = rx.recv_timeout(timeout).ok()?;
+            counters.queue_depth.fetch_sub(b.len() as u64, Relaxed);
+            counters
+                .queue_bytes
+                .fetch_sub(crate::input::weight::total(&b), Relaxed);
+            Some(b)
+        };
+        let mut held = Vec::new();
+        while let Some(b) = take(Duration::from_millis(500)) {
+            held.extend(b.into_iter().map(|e| e.record.span_id));
+        }
+        // The drops are learnt from the next datagram (on a slow machine
+        // some held records may still come before it).
+        tx.send_to(&numbered(999), addr).expect("send");
+        loop {
+            let b = take(Duration::from_secs(10)).expect("the last datagram");
+            held.extend(b.into_iter().map(|e| e.record.span_id));
+            if held.last() == Some(&10_999) {
+                held.pop();
+                break;
+            }
+        }
+        let s = counters.snapshot();
+        let u = Source::Udp as usize;
+        assert!(held.len() < 200, "nothing overflowed");
+        assert_eq!(
+            held,
+            (0..held.len() as u64)
+                .map(|i| 10_000 + i)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(s.receive_buffer[u], 200 - held.len() as u64);
+        assert_eq!((s.received[u], s.queue_full[u]), (held.len() as u64 + 1, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tdp_core::span::Span;
+use tdp_core::record::span::Span;
 
 /// Fills payloads up to a span count or a byte size.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ impl Batcher {
     }
 
     /// Adds a span; returns the payload when it is full.
-    pub fn add(&mut self, span: &Span) -> Result<Option<Payload>, rmp_serde::encode::Error> {
+    pub fn add(&mut self, span: &Span) -> Result<Option<Payload>, super::payload::EncodeError> {
         self.builder.push(span)?;
         if self.builder.traces() >= self.max_spans || self.builder.bytes() >= self.max_bytes {
             return Ok(self.take());
@@ -35,12 +35,16 @@ impl Batcher {
         Ok(None)
     }
 
-    /// The payload so far, if it holds anything.
+    /// The payload so far, if it holds anything. The next one starts with
+    /// room for as many bytes, capped at `max_bytes` plus one span's worth:
+    /// under load payloads are full and alike.
     pub fn take(&mut self) -> Option<Payload> {
         if self.builder.traces() == 0 {
             return None;
         }
-        Some(std::mem::take(&mut self.builder).finish())
+        let room = (self.builder.bytes() + self.builder.bytes() / 8).min(self.max_bytes + 8192);
+        let full = std::mem::replace(&mut self.builder, PayloadBuilder::with_capacity(room));
+        Some(full.finish())
     }
 }
 
@@ -222,6 +226,25 @@ mod tests {
         };
         assert_eq!(p.traces, n);
         assert!(p.body.len() >= 4096 && p.body.len() < 4096 + 600);
+    }
+
+    #[test]
+    fn the_next_payload_starts_with_room_for_one_like_the_last() {
+        let span = Span::from_record(&record(200));
+        let mut b = Batcher::new(1000, 2_000_000);
+        for _ in 0..600 {
+            b.add(&span).expect("ok");
+        }
+        let p = b.take().expect("a payload");
+        assert!(p.body.len() > 64 * 1024, "{}", p.body.len());
+        assert!(b.builder.room() >= p.body.len() + p.body.len() / 8);
+        // Capped near the byte bound, whatever the last one was.
+        let mut small = Batcher::new(1000, 100_000);
+        for _ in 0..600 {
+            small.add(&span).expect("ok");
+        }
+        small.take();
+        assert!(small.builder.room() <= 100_000 + 8192);
     }
 
     #[test]
