@@ -50,7 +50,7 @@ build: setup
 
 # The fault-injection build, for tests only and never shipped: a request with
 # `X-Traefik-Datadog-Fault: request|response` traps there
-# (integration/test_trap_recovery.py).
+# (integration/guest/test_trap_recovery.py).
 FAULT_DIR := build/fault/plugins-local/src/traefik-datadog-plugin
 WASM_FAULT := target/fault/wasm32-wasip1/release/traefik-datadog-plugin.wasm
 build-fault: build
@@ -93,6 +93,7 @@ demo: build relay venv
 
 bench: build relay venv
 	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) scripts/bench.py
+	PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration -m bench -q -s -p no:cacheprovider
 
 # Instructions per request in Traefik under callgrind: slow, but repeatable.
 host-cost: build relay venv
@@ -116,10 +117,10 @@ clean:
 	cargo clean
 	rm -rf build $(VENV)
 
-# The header fuzzer (integration/test_header_fuzz.py) run long: 60 fresh Traefik processes in the
+# The header fuzzer (integration/guest/test_header_fuzz.py) run long: 60 fresh Traefik processes in the
 # deployed topology, 1,000 hostile-first probes each (about 20-30 minutes on 2 cores; the suite's
 # default is 6 x 300). HEADER_FUZZ_SEED=<seed> replays a run; the two counts can be overridden.
 .PHONY: fuzz
 fuzz: build relay venv
 	HEADER_FUZZ_TRAEFIKS=$${HEADER_FUZZ_TRAEFIKS:-60} HEADER_FUZZ_COUNT=$${HEADER_FUZZ_COUNT:-1000} \
-		PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration/test_header_fuzz.py -q -p no:cacheprovider -s
+		PLUGIN_DIR=$(CURDIR)/$(PLUGIN_DIR) $(PY) -m pytest integration/guest/test_header_fuzz.py -q -p no:cacheprovider -s

@@ -8,41 +8,19 @@
 //! the decision with no rules and with ten.
 
 use std::hint::black_box;
-use std::io::Read;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 use tdp_core::sampling;
 use tdp_core::sampling::agent::{Follow, encode};
 use tdp_core::sampling::rules::{self, SamplingRule};
-use tdp_core::transport::watch::{CHECK_EVERY_NS, FileSys, Stamp};
+use tdp_core::transport::watch::CHECK_EVERY_NS;
 
 const FILE: &str = "traefik-datadog.rates.bench";
 
-/// The guest's `WasiFiles`: std's file calls, which are WASI calls on wasm.
-struct StdFiles;
-
-impl FileSys for StdFiles {
-    fn stat(&mut self, path: &str) -> Option<Stamp> {
-        let m = std::fs::metadata(path).ok()?;
-        let modified_ns = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
-        Some(Stamp {
-            len: m.len(),
-            modified_ns,
-        })
-    }
-    fn read(&mut self, path: &str, max: u64) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        std::fs::File::open(path)
-            .ok()?
-            .take(max)
-            .read_to_end(&mut out)
-            .ok()?;
-        Some(out)
-    }
-}
+/// The guest's own file calls (std's, which are WASI calls on wasm), so
+/// the figures are the guest's.
+#[path = "../src/guest/watch.rs"]
+mod watch;
+use watch::WasiFiles;
 
 fn per_op(label: &str, n: u32, f: impl FnMut(u32)) {
     let mut f = f;
@@ -61,7 +39,7 @@ fn main() {
         .collect();
     std::fs::write(FILE, encode(rates.iter().map(|(k, r)| (k.as_str(), *r)))).expect("write");
 
-    let mut f = Follow::new(StdFiles, FILE.to_owned(), "edge", "prod");
+    let mut f = Follow::new(WasiFiles, FILE.to_owned(), "edge", "prod");
     assert_eq!(f.rate(0), Some(0.1));
     per_op(
         "rate between looks (the per-request check)",
@@ -75,14 +53,14 @@ fn main() {
         now += CHECK_EVERY_NS;
         black_box(f.rate(now));
     });
-    let mut f = Follow::new(StdFiles, FILE.to_owned(), "edge", "prod");
+    let mut f = Follow::new(WasiFiles, FILE.to_owned(), "edge", "prod");
     let mut now = 0;
     per_op(
         "rate with a look, file changed (stat+read+parse)",
         2_000,
         |_| {
             // A fresh follower sees the file as new each time.
-            f = Follow::new(StdFiles, FILE.to_owned(), "edge", "prod");
+            f = Follow::new(WasiFiles, FILE.to_owned(), "edge", "prod");
             now += CHECK_EVERY_NS;
             black_box(f.rate(now));
         },

@@ -16,7 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from deployed import start_deployed, stop_deployed  # noqa: E402
 from harness import DD_CONFIG, Backend, Route, Traefik, find_traefik  # noqa: E402
+from pipeline import Pipeline  # noqa: E402
 
 TraefikFactory = Callable[..., Traefik]
 
@@ -92,3 +94,19 @@ def module_traefik_factory(
     started: list[Traefik] = []
     yield _make_factory(tmp_path_factory.mktemp("traefik"), backend, traefik_bin, started)
     _stop_all(started)
+
+
+@pytest.fixture
+def deployed(tmp_path: Path, traefik_factory: TraefikFactory) -> Iterator[Callable[..., Pipeline]]:
+    """The deployed topology (deployed.py): ``deployed(relay_first=..., relay_extra=..., plugin=...)``
+    starts it; everything it started is stopped after the test, pass or fail."""
+    made: list[Pipeline] = []
+
+    def make(**kw: Any) -> Pipeline:
+        p = start_deployed(tmp_path, traefik_factory, **kw)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        stop_deployed(p)

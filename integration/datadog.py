@@ -24,7 +24,7 @@ from typing import IO, Any
 import pytest
 import requests
 
-from harness import REPO_DIR, free_port, stop_process
+from harness import REPO_DIR, free_port, free_ports, stop_process
 
 RELAY_BIN = Path(os.environ.get("RELAY_BIN") or REPO_DIR / "target" / "release" / "traefik-datadog-relay")
 # Trace checks of the test agent that apply to a non-library tracer.
@@ -43,8 +43,12 @@ class TestAgent:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1",
+                 uds: Path | None = None):
+        """``uds``: also take traces on this Unix socket (`--trace-uds-socket`), as the agent's
+        `/var/run/datadog/apm.socket`; the TCP port stays for reading back."""
         self.workdir = workdir
+        self.uds = uds
         self.port = port or free_port()
         self.host = host
         self.url = f"http://{host}:{self.port}"
@@ -53,11 +57,13 @@ class TestAgent:
 
     def start(self, timeout: float = 30.0) -> "TestAgent":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        otlp_http, otlp_grpc = free_ports(2, avoid={self.port})
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [find_test_agent(), "--port", str(self.port), "--host", self.host,
-             "--otlp-http-port", str(free_port()), "--otlp-grpc-port", str(free_port()),
-             "--log-level", "WARNING"],
+             "--otlp-http-port", str(otlp_http), "--otlp-grpc-port", str(otlp_grpc),
+             "--log-level", "WARNING",
+             *(["--trace-uds-socket", str(self.uds)] if self.uds else [])],
             # 1.69.1 takes the checks from the environment only.
             env={**os.environ, "ENABLED_CHECKS": AGENT_CHECKS},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -85,13 +91,20 @@ class TestAgent:
     def spans(self) -> list[dict[str, Any]]:
         return [s for t in self.traces() for s in t]
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The trace requests the agent received this session: `headers`, `url`, `method`, `body`."""
+        r = requests.get(f"{self.url}/test/session/requests", timeout=30)
+        r.raise_for_status()
+        return r.json()
+
     def check_failures(self) -> str:
         r = requests.get(f"{self.url}/test/trace_check/failures", timeout=10)
         return "" if r.status_code == 200 else r.text
 
 
-# name:value[:value...]|type[|@rate][|#tags]
-STATSD_LINE = re.compile(r"^[A-Za-z][\w.]*:(-?[\d.e+-]+)(:-?[\d.e+-]+)*\|(c|g|ms|h|s|d)(\|@[\d.]+)?(\|#[^|\s]*)?(\|T\d+)?$")
+# name:value[:value...]|type[|@rate][|#tags][|T<ts>][|c:<container>][|e:<external env>]
+STATSD_LINE = re.compile(r"^[A-Za-z][\w.]*:(-?[\d.e+-]+)(:-?[\d.e+-]+)*\|(c|g|ms|h|s|d)(\|@[\d.]+)?(\|#[^|\s]*)?(\|T\d+)?"
+                         r"(\|c:[^|\s]+)?(\|e:[^|\s]+)?$")
 
 
 @dataclass
@@ -100,17 +113,28 @@ class Metric:
     values: list[float]
     kind: str
     tags: dict[str, str]
+    # The origin fields: `|c:` (container ID or in-<inode>), `|e:` (external env).
+    container: str = ""
+    external_env: str = ""
 
 
 class StatsdListener:
-    """A UDP DogStatsD listener that keeps every line and every malformed one."""
+    """A UDP DogStatsD listener that keeps every line and every malformed one. With ``unix``, a Unix
+    datagram socket at that path instead (the agent's `/var/run/datadog/dsd.socket`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind((host, port))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"udp://{host}:{self.port}"
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, unix: Path | None = None) -> None:
+        if unix is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            self.sock.bind(str(unix))
+            self.port = 0
+            self.url = f"unix://{unix}"
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            self.sock.bind((host, port))
+            self.port = self.sock.getsockname()[1]
+            self.url = f"udp://{host}:{self.port}"
         self.datagrams: list[bytes] = []
         self.malformed: list[str] = []
         self.metrics: list[Metric] = []
@@ -139,12 +163,17 @@ class StatsdListener:
                     head, kind, *rest = line.split("|")
                     name, *vals = head.split(":")
                     tags: dict[str, str] = {}
+                    container = external_env = ""
                     for part in rest:
                         if part.startswith("#"):
                             for t in part[1:].split(","):
                                 k, _, v = t.partition(":")
                                 tags[k] = v
-                    self.metrics.append(Metric(name, [float(v) for v in vals], kind, tags))
+                        elif part.startswith("c:"):
+                            container = part[2:]
+                        elif part.startswith("e:"):
+                            external_env = part[2:]
+                    self.metrics.append(Metric(name, [float(v) for v in vals], kind, tags, container, external_env))
 
     def total(self, name: str, **tags: str) -> float:
         """Sum of a count metric's values over the lines whose tags include ``tags``."""
@@ -170,11 +199,17 @@ class StatsdListener:
         self._thread.join(2)
 
 
+# A line of the relay's own log, text or JSON (relay/src/log.rs).
+RELAY_LINE = re.compile(r'^\S+ traefik-datadog-relay (info|warn|error): |^\{"time":.*"logger":"traefik-datadog-relay"')
+
+
 class Relay:
-    """traefik-datadog-relay as a subprocess; stderr (its own log) kept in a file."""
+    """traefik-datadog-relay as a subprocess; its own log (info on stdout, warn/error on stderr) kept
+    in a file. With ``stdout_path`` (--stdin: Traefik's copied lines), stdout goes there and `log()`
+    picks the relay's lines out of it. ``env``: the environment (default: this process's)."""
 
     def __init__(self, workdir: Path, args: list[str], *, stdin: IO[bytes] | int | None = None,
-                 stdout_path: Path | None = None, name: str = "relay"):
+                 stdout_path: Path | None = None, name: str = "relay", env: dict[str, str] | None = None):
         if not RELAY_BIN.is_file():
             pytest.fail(f"relay not built: {RELAY_BIN} (cargo build --release)")
         self.workdir = workdir
@@ -182,6 +217,7 @@ class Relay:
         self.stdin = stdin
         self.stdout_path = stdout_path
         self.name = name
+        self.env = env
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -190,12 +226,11 @@ class Relay:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         err = open(self.log_path, "ab")
-        out = open(self.stdout_path, "ab") if self.stdout_path else subprocess.DEVNULL
+        out = open(self.stdout_path if self.stdout_path else self.log_path, "ab")
         self.proc = subprocess.Popen([str(RELAY_BIN), *self.args], stdin=self.stdin or subprocess.DEVNULL,
-                                     stdout=out, stderr=err, start_new_session=True)
+                                     stdout=out, stderr=err, start_new_session=True, env=self.env)
         err.close()
-        if self.stdout_path:
-            out.close()  # type: ignore[union-attr]
+        out.close()
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
@@ -216,11 +251,22 @@ class Relay:
                 return int(line.split()[1])
         return 0
 
+    def copied(self) -> bytes:
+        """What the relay wrote to ``stdout_path`` other than its own log lines: with --stdin, the
+        lines of Traefik it copied through. Each line is written whole (relay/src/input/stdin.rs)."""
+        assert self.stdout_path is not None
+        return b"".join(line for line in self.stdout_path.read_bytes().splitlines(keepends=True)
+                        if not RELAY_LINE.match(line.decode("utf-8", errors="replace")))
+
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        own = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        if self.stdout_path and self.stdout_path.exists():
+            copied = self.stdout_path.read_text(errors="replace").splitlines(keepends=True)
+            own += "".join(line for line in copied if RELAY_LINE.match(line))
+        return own
 
     def counters(self, nth_from_end: int = 1) -> dict[str, int]:
-        """The totals of a `counters ...` line of the relay's stderr (default: the last one, which is
+        """The totals of a `counters ...` line of the relay's log (default: the last one, which is
         the final report after SIGTERM). Keys as printed: `pipe.received`, `spans_sent`,
         `buffer_full`, `rss_bytes`... An empty dict if there is none."""
         found = [line for line in self.log().splitlines() if " info: counters " in line]
@@ -229,7 +275,7 @@ class Relay:
         return {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", found[-nth_from_end])}
 
     def wait_log(self, text: str, timeout: float = 10.0) -> None:
-        """Waits until the relay's stderr holds `text`; fails if it does not within `timeout`."""
+        """Waits until the relay's log holds `text`; fails if it does not within `timeout`."""
         deadline = time.monotonic() + timeout
         while text not in self.log():
             if self.proc is not None and self.proc.poll() is not None:

@@ -6,6 +6,7 @@ then check that every answered request became exactly one span."""
 from __future__ import annotations
 
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +20,8 @@ SPOOL_NAME = FIFO_NAME + ".spool"
 SETTLE_S = 2.0
 
 
-def deployed_relay(tmp: Path, agent: TestAgent, statsd: StatsdListener) -> Relay:
-    return Relay(tmp / "relay", relay_args(agent, statsd, "--pipe", str(tmp / "run" / FIFO_NAME)))
+def deployed_relay(tmp: Path, agent: TestAgent, statsd: StatsdListener, *extra: str) -> Relay:
+    return Relay(tmp / "relay", relay_args(agent, statsd, "--pipe", str(tmp / "run" / FIFO_NAME), *extra))
 
 
 def plugin_config(plugin: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -34,13 +35,16 @@ def start_traefik(tmp: Path, traefik_factory: Callable[..., Traefik], plugin: di
                            mounts=[f"{tmp / 'run'}:{GUEST_DIR}"], log_level=None)
 
 
-def start_deployed(tmp: Path, traefik_factory: Callable[..., Traefik], *, relay_first: bool = True) -> Pipeline:
-    """Agent, DogStatsD listener, relay (unless ``relay_first`` is false: then started by the test),
-    Traefik. The relay creates the FIFO as in the pod."""
+def start_deployed(tmp: Path, traefik_factory: Callable[..., Traefik], *, relay_first: bool = True,
+                   relay_extra: tuple[str, ...] = (), plugin: dict[str, Any] | None = None) -> Pipeline:
+    """Agent, DogStatsD listener, relay (unless ``relay_first`` is false: then started by the test;
+    ``relay_extra``: flags after the deployed ones), Traefik (``plugin``: options over the deployed
+    ones). The relay creates the FIFO as in the pod. Tests take it through the ``deployed`` fixture
+    (conftest.py), which stops what it started."""
     agent = TestAgent(tmp / "agent").start()
     statsd = StatsdListener()
     (tmp / "run").mkdir(parents=True, exist_ok=True)
-    relay = deployed_relay(tmp, agent, statsd)
+    relay = deployed_relay(tmp, agent, statsd, *relay_extra)
     fifo = tmp / "run" / FIFO_NAME
     if relay_first:
         relay.start()
@@ -48,8 +52,18 @@ def start_deployed(tmp: Path, traefik_factory: Callable[..., Traefik], *, relay_
         while not fifo.exists():
             assert time.monotonic() < deadline, f"relay did not create {fifo}: {relay.log()}"
             time.sleep(0.05)
-    traefik = start_traefik(tmp, traefik_factory)
+    traefik = start_traefik(tmp, traefik_factory, plugin)
     return Pipeline(agent, statsd, relay, traefik, fifo)
+
+
+def stop_deployed(p: Pipeline) -> None:
+    """Stops what ``start_deployed`` started but Traefik (the Traefik fixture stops it); a relay a
+    test left stopped (SIGSTOP) is continued first, so that it can exit."""
+    if p.relay.proc is not None and p.relay.proc.poll() is None:
+        p.relay.proc.send_signal(signal.SIGCONT)
+    p.relay.stop()
+    p.agent.stop()
+    p.statsd.close()
 
 
 def spool_files(p: Pipeline) -> list[str]:

@@ -47,6 +47,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int, avoid: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+    """``n`` distinct free TCP ports, none in ``avoid``: held open together while picked, so two
+    calls of ``free_port`` cannot hand out the same one twice."""
+    held: list[socket.socket] = []
+    try:
+        while len(held) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+            if s.getsockname()[1] in avoid:
+                held.pop().close()
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -183,6 +200,7 @@ class Traefik:
         entrypoint_middlewares: dict[str, list[str]] | None = None,
         extra_routers: dict[str, dict[str, Any]] | None = None,
         extra_services: dict[str, dict[str, Any]] | None = None,
+        plugin_envs: list[str] | None = None,
     ):
         self.workdir = workdir
         self.backend = backend
@@ -218,6 +236,8 @@ class Traefik:
         self.entrypoint_middlewares = dict(entrypoint_middlewares or {})
         self.extra_routers = dict(extra_routers or {})
         self.extra_services = dict(extra_services or {})
+        # Names for the plugin's settings.envs: Traefik hands the guest these of its own variables.
+        self.plugin_envs = list(plugin_envs or [])
         self.ports = {name: free_port() for name in self.routes}
         self.log_path = workdir / "traefik.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -245,8 +265,13 @@ class Traefik:
             cfg["providers"]["file"]["watch"] = True
         if self.middlewares:
             plugin: dict[str, Any] = {"moduleName": self.module_name}
+            settings: dict[str, Any] = {}
             if self.mounts:
-                plugin["settings"] = {"mounts": self.mounts}
+                settings["mounts"] = self.mounts
+            if self.plugin_envs:
+                settings["envs"] = self.plugin_envs
+            if settings:
+                plugin["settings"] = settings
             cfg["experimental"] = {"localPlugins": {PLUGIN_NAME: plugin}}
         for name, (module, _src) in self.extra_plugins.items():
             cfg.setdefault("experimental", {}).setdefault("localPlugins", {})[name] = {"moduleName": module}

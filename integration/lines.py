@@ -210,6 +210,19 @@ def parse_config_errors(output: str) -> list[ConfigErrorLine]:
     return found
 
 
+def messages(output: str) -> list[tuple[str, str]]:
+    """(level, message) of each JSON line of Traefik's output."""
+    out = []
+    for raw in output.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict):
+            out.append((str(line.get("level")), str(line.get("message"))))
+    return out
+
+
 def format_start_utc(start_ns: int) -> str:
     """What ``StartUTC`` must read for ``start_ns``: RFC 3339 UTC, microseconds, 'Z'."""
     secs, rem = divmod(start_ns, 1_000_000_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,17 +50,29 @@ def relay_args(agent: TestAgent, statsd: StatsdListener, *inputs: str) -> list[s
     return [*inputs, "--agent-url", agent.url, "--dogstatsd-url", statsd.url]
 
 
+def relay_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any Datadog variable (DD_*) or relay variable, plus
+    ``extra``: what a test that is about those variables starts the relay with."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DD_") and not k.startswith("TRAEFIK_DATADOG_RELAY_")}
+    return {**env, **extra}
+
+
 def start_pipe_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *,
                         plugin: dict[str, Any] | None = None, relay_extra: list[str] | None = None,
-                        routes: list[Route] | None = None) -> Pipeline:
+                        routes: list[Route] | None = None, env: dict[str, str] | None = None,
+                        agent: TestAgent | None = None, statsd: StatsdListener | None = None,
+                        discover: bool = False) -> Pipeline:
     """Relay on a FIFO in <tmp>/run, mounted at /run/dd; Traefik with route `web` through the
-    middleware `dd` (or ``routes``)."""
-    agent = TestAgent(tmp / "agent").start()
-    statsd = StatsdListener()
+    middleware `dd` (or ``routes``). ``env``: the relay's environment; ``agent``/``statsd``: started
+    stand-ins to use; ``discover``: no --agent-url/--dogstatsd-url (the relay finds them itself)."""
+    agent = agent or TestAgent(tmp / "agent").start()
+    statsd = statsd or StatsdListener()
     run_dir = tmp / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     fifo = run_dir / FIFO_NAME
-    relay = Relay(tmp / "relay", relay_args(agent, statsd, "--pipe", str(fifo)) + list(relay_extra or [])).start()
+    args = ["--pipe", str(fifo)] if discover else relay_args(agent, statsd, "--pipe", str(fifo))
+    relay = Relay(tmp / "relay", args + list(relay_extra or []), env=env).start()
     deadline = time.monotonic() + 10
     while not fifo.exists():
         assert time.monotonic() < deadline, f"relay did not create {fifo}: {relay.log()}"
@@ -112,5 +125,5 @@ def start_network_pipeline(tmp: Path, traefik_factory: Callable[..., Traefik], *
     return Pipeline(agent, statsd, relay, traefik, Path())
 
 
-__all__ = ["Pipeline", "start_pipe_pipeline", "start_log_pipeline", "start_network_pipeline", "network_config",
+__all__ = ["Pipeline", "relay_env", "start_pipe_pipeline", "start_log_pipeline", "start_network_pipeline", "network_config",
            "READY_PREFIX"]

@@ -43,3 +43,14 @@ def check(*paths: Path) -> tuple[int, dict[Path, dict[str, str]]]:
         assert name == str(path), line
         reports[path] = dict(re.findall(r"(\S+)=(\S+)", words))
     return r.returncode, reports
+
+
+def assert_clean(paths: list[Path]) -> None:
+    """Each module has no bulk-memory or table operation and both entry points wrapped."""
+    rc, reports = check(*paths)
+    for path, words in reports.items():
+        print(f"{path}: " + " ".join(f"{op}={words[op]}" for op in BULK_OPS))
+    for path, words in reports.items():
+        assert {op: words[op] for op in BULK_OPS} == dict.fromkeys(BULK_OPS, "0"), path
+        assert (words["handle_request"], words["handle_response"]) == ("wrapped", "wrapped"), path
+    assert rc == 0

@@ -60,7 +60,7 @@ pub fn check(wasm: &[u8]) -> Result<Report, Error> {
 }
 
 /// `memory.copy=0 memory.fill=0 ... handle_request=wrapped ...`: one line,
-/// `key=value` words, for people and for integration/test_no_bulk_memory.py.
+/// `key=value` words, for people and for integration/guest/test_no_bulk_memory.py.
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut words = Vec::new();

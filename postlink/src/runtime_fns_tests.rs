@@ -1,5 +1,5 @@
 //! The bodies' shape. Their behaviour against the real instructions, under
-//! wasmtime, is integration/test_postlink_semantics.py's.
+//! wasmtime, is integration/guest/test_postlink_semantics.py's.
 
 use super::*;
 use wasm_encoder::{CodeSection, FunctionSection, MemorySection, Module, TypeSection};

@@ -9,7 +9,13 @@
 //! second it writes `requests traces bad_requests` to `--report` (and
 //! stdout).
 
-use std::io::{BufRead, BufReader, Read, Write};
+// The tests' request reader: one way to read what the relay sends. Only it
+// is shared: the tests' stand-in (support/mod.rs) keeps every request and
+// follows scripts, which a benchmark's agent must not pay for.
+#[path = "../tests/support/http.rs"]
+mod http;
+
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -58,35 +64,11 @@ fn serve(
     };
     let mut w = write_half;
     let mut r = BufReader::with_capacity(1 << 16, conn);
-    loop {
-        let mut len = 0usize;
-        let mut count = None;
-        let mut first = true;
-        loop {
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if first {
-                first = false;
-                continue;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                match k.to_ascii_lowercase().as_str() {
-                    "content-length" => len = v.trim().parse().unwrap_or(0),
-                    "x-datadog-trace-count" => count = v.trim().parse::<u64>().ok(),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0u8; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(request) = http::read_request(&mut r) {
+        let count = request
+            .header("x-datadog-trace-count")
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = request.body;
         stats.requests.fetch_add(1, Relaxed);
         std::thread::sleep(delay);
         let code = status_now(status, status_file);

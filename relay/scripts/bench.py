@@ -150,8 +150,12 @@ def run(mode: str, n: int, tmp: Path, files: dict[str, Path], extra: list[str]) 
     time.sleep(0.2)
     load_before = os.getloadavg()[0]
     t0 = time.monotonic()
+    # The relay's log, info lines (the counters) on stdout and the rest on stderr, in one file;
+    # with --stdin the copied lines land there too (the counters are picked out by their text).
+    log = open(err_path, "wb")
     relay = subprocess.Popen(["taskset", "-c", "0", str(RELAY), *args, *common, *extra], stdin=stdin,
-                             stdout=subprocess.DEVNULL, stderr=open(err_path, "wb"))
+                             stdout=log, stderr=log)
+    log.close()
     if name.startswith("pipe"):
         while not fifo.exists():
             time.sleep(0.01)

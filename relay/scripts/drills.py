@@ -84,7 +84,10 @@ class Relay:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Relay":
-        self.proc = subprocess.Popen([RELAY, *self.args], stdout=subprocess.DEVNULL, stderr=open(self.err, "ab"))
+        # Info lines (the counters) go to stdout, warnings and errors to stderr: one file for both.
+        log = open(self.err, "ab")
+        self.proc = subprocess.Popen([RELAY, *self.args], stdout=log, stderr=log)
+        log.close()
         return self
 
     def stop(self, timeout: float = 15) -> tuple[int, float]:

@@ -9,7 +9,7 @@
 //! final counters are printed.
 
 use crate::input::{Envelope, Intake, Source};
-use crate::settings::Defaults;
+use crate::settings::{Defaults, Settings};
 use crate::statsd::StatsdSink;
 use crate::sys;
 use crate::telemetry::{Counters, Snapshot};
@@ -80,8 +80,13 @@ pub fn rate_lines(rates: &std::collections::BTreeMap<String, f64>, prefix: &str)
         .collect()
 }
 
-/// Fills what the record leaves empty with the relay's defaults.
+/// Fills what the record leaves empty with the relay's defaults: its
+/// env, service and version (`DD_ENV`, ...; the Middleware's own win), and
+/// the relay's `DD_TAGS` under the plugin's tags for the same key. The core
+/// puts `tags` on the span (never over its own tags) and on the request
+/// metrics.
 pub fn apply_defaults(r: &mut Record, d: &Defaults) {
+    crate::dd_tags::fill(&mut r.tags, &d.tags);
     for (field, default) in [
         (&mut r.env, &d.env),
         (&mut r.service, &d.service),
@@ -94,6 +99,44 @@ pub fn apply_defaults(r: &mut Record, d: &Defaults) {
 }
 
 impl Pipeline {
+    /// The pipeline of the settings `s`, handing spans to `traces` (the
+    /// sender's side) and reading the records of `inputs`.
+    pub fn new(
+        s: &Settings,
+        counters: Arc<Counters>,
+        traces: Option<Traces>,
+        inputs: Vec<Source>,
+    ) -> Self {
+        let m = &s.metrics;
+        let d = &s.pipeline.defaults;
+        if d.skipped_tags.total() > 0 {
+            warn!("DD_TAGS: entries left out: {}", d.skipped_tags);
+        }
+        let extras = crate::dd_tags::LineExtras {
+            tags: d.tags.clone(),
+            origin: crate::container::origin().statsd_fields(),
+        };
+        Self {
+            statsd: StatsdSink::new(m.statsd.clone(), counters.clone()).with_extras(extras),
+            counters,
+            defaults: s.pipeline.defaults.clone(),
+            traces,
+            aggregator: m.request_metrics.then(|| {
+                Aggregator::new(&m.prefix, m.max_samples).with_max_resources(m.max_resources)
+            }),
+            prefix: m.prefix.clone(),
+            inputs,
+            telemetry_metrics: s.telemetry.enabled,
+            flush_interval: s.traces.flush_interval,
+            metrics_interval: m.interval.get(),
+            telemetry_interval: s.telemetry.interval,
+            shutdown_timeout: s.pipeline.shutdown_timeout,
+            routes: s.publish_dir.clone().and_then(|dir| {
+                crate::routes::Routes::new(dir, s.routes.learn_bytes, s.routes.learn_ttl)
+            }),
+        }
+    }
+
     fn handle_batch(&mut self, batch: Vec<Envelope>) {
         self.counters
             .queue_depth
@@ -183,9 +226,12 @@ impl Pipeline {
         let mut prev = Snapshot::default();
         let grace = (self.shutdown_timeout / 2).min(Duration::from_secs(1));
         let mut stop_at: Option<Instant> = None;
+        let health = crate::health::global();
         loop {
+            health.beat();
             let now = Instant::now();
             if stop_at.is_none() && sys::stop_requested() {
+                health.stopping();
                 info!("stopping: inputs get {grace:?} to hand on what they hold");
                 stop_at = Some(now);
             }
@@ -204,6 +250,7 @@ impl Pipeline {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     if stop_at.is_none() {
+                        health.stopping();
                         info!("all inputs ended; stopping");
                         sys::request_stop();
                     }
@@ -301,6 +348,7 @@ mod tests {
             env: "staging".into(),
             service: "relay-default".into(),
             version: "9".into(),
+            ..Defaults::default()
         };
         let mut r = record(200);
         r.env.clear();
@@ -313,5 +361,32 @@ mod tests {
         r.version.clear();
         apply_defaults(&mut r, &Defaults::default());
         assert_eq!(r.version, "");
+    }
+
+    #[test]
+    fn the_plugins_tags_win_over_dd_tags() {
+        let d = Defaults {
+            tags: [("team", "relay"), ("region", "eu")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..Defaults::default()
+        };
+        let mut r = record(200);
+        r.tags.insert("team".into(), "plugin".into());
+        apply_defaults(&mut r, &d);
+        assert_eq!(
+            r.tags
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>(),
+            vec!["region:eu", "team:plugin"]
+        );
+        // On the span and on the request metrics, through the core.
+        let span = Span::from_record(&r);
+        assert_eq!(span.meta.get("team").map(String::as_str), Some("plugin"));
+        assert_eq!(span.meta.get("region").map(String::as_str), Some("eu"));
+        let tags = tdp_core::metrics::dogstatsd::request_tags(&r);
+        assert!(tags.ends_with(",region:eu,team:plugin"), "{tags}");
     }
 }

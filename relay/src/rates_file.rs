@@ -10,6 +10,9 @@ use tdp_core::sampling::agent::{FILE_NAME, encode};
 #[derive(Debug)]
 pub struct RatesFile {
     dir: Option<PathBuf>,
+    /// The relay's `DD_ENV` as the agent keys it (lowercase): records
+    /// without an env get it, so their spans are rated under it (below).
+    default_env: String,
     /// What the file holds now; `None` before the first answer, so the
     /// first one is always written (a file left by an earlier run is
     /// replaced even when the agent now answers no rates).
@@ -27,9 +30,16 @@ impl RatesFile {
         }
         Self {
             dir,
+            default_env: String::new(),
             published: None,
             failing: false,
         }
+    }
+
+    /// The env the relay gives records that carry none (`DD_ENV`).
+    pub fn with_default_env(mut self, env: &str) -> Self {
+        self.default_env = env.trim().to_lowercase();
+        self
     }
 
     /// Publishes `rates` unless the file already holds them. A failed write
@@ -39,7 +49,8 @@ impl RatesFile {
         if self.published.as_ref() == Some(rates) {
             return;
         }
-        let bytes = encode(rates.iter().map(|(k, v)| (k.as_str(), *v)));
+        let file = aliased(rates, &self.default_env);
+        let bytes = encode(file.iter().map(|(k, v)| (k.as_str(), *v)));
         match crate::publish::publish(&dir, FILE_NAME, &bytes) {
             Ok(_) => {
                 self.published = Some(rates.clone());
@@ -58,9 +69,79 @@ impl RatesFile {
     }
 }
 
+/// The rates as the plugin should read them. A plugin instance whose
+/// Middleware sets no env looks its rate up under `service:S,env:`, but
+/// the relay fills that span's env from `DD_ENV`, and the agent rates it
+/// under `service:S,env:<DD_ENV>`: each such rate is also published under
+/// the empty env, unless the agent answered one for the empty env itself
+/// (which stands).
+pub fn aliased(rates: &BTreeMap<String, f64>, default_env: &str) -> BTreeMap<String, f64> {
+    let mut out = rates.clone();
+    if default_env.is_empty() {
+        return out;
+    }
+    let suffix = format!(",env:{default_env}");
+    for (k, v) in rates {
+        if let Some(service) = k
+            .strip_suffix(&suffix)
+            .filter(|s| s.starts_with("service:"))
+        {
+            out.entry(format!("{service},env:")).or_insert(*v);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_of_the_default_env_also_stand_for_no_env() {
+        let rates: BTreeMap<String, f64> = [
+            ("service:edge,env:prod", 0.25),
+            ("service:api,env:prod", 0.5),
+            ("service:api,env:", 0.75),
+            ("service:edge,env:staging", 0.1),
+            ("service:,env:", 1.0),
+            ("service:x,env:production", 0.3),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let out = aliased(&rates, "prod");
+        let want: BTreeMap<String, f64> = [
+            ("service:edge,env:prod", 0.25),
+            ("service:edge,env:", 0.25),
+            ("service:api,env:prod", 0.5),
+            // The agent's own entry for the empty env wins.
+            ("service:api,env:", 0.75),
+            ("service:edge,env:staging", 0.1),
+            ("service:,env:", 1.0),
+            ("service:x,env:production", 0.3),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(out, want);
+        assert_eq!(aliased(&rates, ""), rates);
+    }
+
+    #[test]
+    fn the_published_file_carries_the_aliases() {
+        let d = std::env::temp_dir().join(format!("tdp-rates-alias-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        let mut r = RatesFile::new(Some(d.clone())).with_default_env(" Prod ");
+        let rates = [("service:edge,env:prod".to_owned(), 0.5)]
+            .into_iter()
+            .collect();
+        r.offer(&rates);
+        assert_eq!(
+            std::fs::read(d.join(FILE_NAME)).expect("read"),
+            b"service:edge,env:\t0.5\nservice:edge,env:prod\t0.5\n"
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
+    }
 
     #[test]
     fn publishes_each_new_answer_once() {

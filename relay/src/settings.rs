@@ -1,8 +1,13 @@
-//! Command-line flags and Datadog environment variables, validated once into
-//! [`Settings`]. Flags override environment variables; every error names the
-//! flag or variable it is about.
+//! Command-line flags and Datadog environment variables, read into one
+//! settings struct per component ([`InputSettings`], [`TraceSettings`],
+//! [`MetricsSettings`], [`TelemetrySettings`], [`RouteSettings`],
+//! [`PipelineSettings`], [`HealthSettings`]), each built by its own
+//! `from_args`. Values are
+//! checked by the argument parser ([`crate::args`]); what is left here is
+//! what flags mean together and the environment fallbacks. Flags override
+//! environment variables; every error names the flag or variable it is about.
 
-use crate::args::Args;
+use crate::args::{self, Args};
 use crate::interval::MetricsInterval;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +38,9 @@ pub const DEFAULT_UDP_BUFFER_BYTES: usize = 4 << 20;
 pub const ENV_MAX_RESOURCES: &str = "TRAEFIK_DATADOG_RELAY_MAX_RESOURCES";
 pub const ENV_UDP_SECRET: &str = "TRAEFIK_DATADOG_RELAY_UDP_SECRET";
 pub const ENV_UDP_SECRET_FILE: &str = "TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE";
+
+/// Looks up an environment variable (a closure, so tests stay hermetic).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Where the trace agent listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,40 +94,60 @@ pub struct FollowSettings {
     pub from: FollowFrom,
 }
 
-/// Values for records that carry none (`DD_ENV`, `DD_SERVICE`, `DD_VERSION`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Defaults {
-    pub env: String,
-    pub service: String,
-    pub version: String,
+/// `--pipe` and `--pipe-group`, which means nothing without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipeSettings {
+    pub path: PathBuf,
+    /// `--pipe-group`: the FIFO is 0620 with this group, instead of 0600.
+    pub group: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    pub pipe: Option<PathBuf>,
-    /// Where the agent's sampling rates are published for the plugin.
-    pub publish_dir: Option<PathBuf>,
-    pub stdin: bool,
-    /// `--follow` and its companions, which mean nothing without it.
-    pub follow: Option<FollowSettings>,
-    pub udp: Option<String>,
+/// `--udp` and its companions, which mean nothing without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpSettings {
+    pub addr: String,
     /// `--udp-secret`: only frames with this key's MAC are read.
-    pub udp_key: Option<MacKey>,
+    pub key: Option<MacKey>,
     /// `--udp-buffer-bytes`: the socket receive buffer asked for.
-    pub udp_buffer_bytes: usize,
-    /// `--pipe-group`: the FIFO is 0620 with this group, instead of 0600.
-    pub pipe_group: Option<u32>,
+    pub buffer_bytes: usize,
+}
+
+/// The inputs and the queue they fill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSettings {
+    pub pipe: Option<PipeSettings>,
+    pub stdin: bool,
     pub echo_records: bool,
+    pub follow: Option<FollowSettings>,
+    pub udp: Option<UdpSettings>,
     pub max_line_bytes: usize,
     pub queue_size: usize,
-    /// Response size that makes a route large (0: learn nothing).
-    pub learn_bytes: u64,
-    /// How long a route stays learned after its last large response.
-    pub learn_ttl: Duration,
     pub queue_bytes: usize,
+}
 
+impl Default for InputSettings {
+    fn default() -> Self {
+        Self {
+            pipe: None,
+            stdin: false,
+            echo_records: false,
+            follow: None,
+            udp: None,
+            max_line_bytes: 64 * 1024,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+        }
+    }
+}
+
+/// Spans: batching, the buffer while the agent is away, the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// Off with `--no-traces`.
+    pub enabled: bool,
     pub agent: AgentUrl,
-    pub traces: bool,
+    /// Why `agent` (crate::discovery's rung, for the start line).
+    pub agent_from: String,
     pub flush_interval: Duration,
     pub batch_spans: usize,
     pub batch_bytes: usize,
@@ -128,42 +156,17 @@ pub struct Settings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub payload_deadline: Duration,
-    pub shutdown_timeout: Duration,
-
-    pub statsd: StatsdUrl,
-    pub metrics_prefix: String,
-    pub metrics_interval: MetricsInterval,
-    pub request_metrics: bool,
-    pub max_samples: usize,
-    pub max_resources: usize,
-    pub telemetry_interval: Duration,
-    pub telemetry: bool,
-
-    pub defaults: Defaults,
 }
 
-impl Default for Settings {
+impl Default for TraceSettings {
     fn default() -> Self {
         Self {
-            pipe: None,
-            publish_dir: None,
-            stdin: false,
-            follow: None,
-            udp: None,
-            udp_key: None,
-            udp_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
-            pipe_group: None,
-            echo_records: false,
-            max_line_bytes: 64 * 1024,
-            queue_size: DEFAULT_QUEUE_SIZE,
-            learn_bytes: 1 << 20,
-            learn_ttl: Duration::from_secs(3600),
-            queue_bytes: DEFAULT_QUEUE_BYTES,
+            enabled: true,
             agent: AgentUrl::Http {
                 host: DEFAULT_HOST.to_owned(),
                 port: DEFAULT_TRACE_PORT,
             },
-            traces: true,
+            agent_from: crate::discovery::Why::Default.text("", "", ""),
             flush_interval: Duration::from_secs(1),
             batch_spans: 1000,
             batch_bytes: 2_000_000,
@@ -172,21 +175,136 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             payload_deadline: Duration::from_secs(60),
-            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Request metrics and where DogStatsD listens (telemetry is sent there too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub statsd: StatsdUrl,
+    /// Why `statsd` (for the start line).
+    pub statsd_from: String,
+    pub prefix: String,
+    pub interval: MetricsInterval,
+    /// Off with `--no-request-metrics`.
+    pub request_metrics: bool,
+    pub max_samples: usize,
+    pub max_resources: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
             statsd: StatsdUrl::Udp {
                 host: DEFAULT_HOST.to_owned(),
                 port: DEFAULT_STATSD_PORT,
             },
-            metrics_prefix: DEFAULT_PREFIX.to_owned(),
-            metrics_interval: MetricsInterval::DEFAULT,
+            statsd_from: crate::discovery::Why::Default.text("", "", ""),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            interval: MetricsInterval::DEFAULT,
             request_metrics: true,
             max_samples: DEFAULT_MAX_SAMPLES,
             max_resources: DEFAULT_MAX_RESOURCES,
-            telemetry_interval: Duration::from_secs(10),
-            telemetry: true,
-            defaults: Defaults::default(),
         }
     }
+}
+
+/// The relay's own counters: an info line, and `P.relay.*` metrics unless off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// Off with `--no-telemetry` (the info line stays).
+    pub enabled: bool,
+    pub interval: Duration,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Learned large routes, published for the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// Response size that makes a route large (0: learn nothing).
+    pub learn_bytes: u64,
+    /// How long a route stays learned after its last large response.
+    pub learn_ttl: Duration,
+}
+
+impl Default for RouteSettings {
+    fn default() -> Self {
+        Self {
+            learn_bytes: 1 << 20,
+            learn_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Values for records that carry none (`DD_ENV`, `DD_SERVICE`, `DD_VERSION`),
+/// and the tags of `DD_TAGS` (under the record's own, see `crate::dd_tags`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults {
+    pub env: String,
+    pub service: String,
+    pub version: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// `DD_TAGS` pairs that cannot be carried (said once at start).
+    pub skipped_tags: tdp_core::config::env::Skipped,
+}
+
+/// What the pipeline does to every record, and how long it may take to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineSettings {
+    pub defaults: Defaults,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            defaults: Defaults::default(),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `--health-listen` and when `/ready` gives up on the agent (see
+/// [`crate::health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Off unless given.
+    pub listen: Option<String>,
+    pub unready_after: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            unready_after: crate::health::AGENT_UNANSWERED,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub inputs: InputSettings,
+    /// Where files for the plugin are published (the agent's sampling rates,
+    /// learned routes): `--publish-dir`, else the FIFO's directory; `None`
+    /// without either (no plugin instance could read them).
+    pub publish_dir: Option<PathBuf>,
+    pub routes: RouteSettings,
+    pub traces: TraceSettings,
+    pub metrics: MetricsSettings,
+    pub telemetry: TelemetrySettings,
+    pub pipeline: PipelineSettings,
+    pub health: HealthSettings,
+    pub log_format: crate::log::Format,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -341,9 +459,26 @@ METRICS (DogStatsD):
                             http.method:other.
     --no-request-metrics    Do not send request metrics (the agent computes
                             trace.* metrics from the spans anyway).
-    --telemetry-interval DUR  Relay's own counters, as P.relay.* metrics and a
-                            line on stderr (default 10s; also at exit).
-    --no-telemetry          Do not send P.relay.* metrics (stderr line stays).
+    --telemetry-interval DUR  Relay's own counters, as P.relay.* metrics and an
+                            info line (default 10s; also at exit).
+    --no-telemetry          Do not send P.relay.* metrics (the line stays).
+
+HEALTH AND LOGS:
+    --health-listen ADDR    Answer probes over HTTP at ADDR, e.g. 0.0.0.0:8128
+                            (default off; env TRAEFIK_DATADOG_RELAY_HEALTH_LISTEN):
+                            GET /live is 200 while every input, the pipeline and
+                            the trace sender run, 503 naming what stopped (for
+                            liveness and startup probes); GET /ready is 503 once
+                            the agent has left a payload unanswered for
+                            --unready-after (for monitoring: not a readiness
+                            probe of a sidecar, whose readiness is the pod's).
+    --unready-after DUR     How long the agent may leave payloads unanswered
+                            (down, unreachable, 5xx) before /ready says so
+                            (default 60s).
+    --log-format FORMAT     text|json (default text; env
+                            TRAEFIK_DATADOG_RELAY_LOG_FORMAT). JSON lines hold
+                            time, level, logger, msg. Info lines go to stdout,
+                            warnings and errors to stderr, in both formats.
 
 RECORD DEFAULTS (fill records whose field is empty; flags override env):
     --env ENV               Default DD_ENV.
@@ -363,16 +498,38 @@ ENVIRONMENT:
     DD_DOGSTATSD_URL        DogStatsD URL (overrides host and port).
     DD_ENV, DD_SERVICE, DD_VERSION  Record defaults (see above).
     TRAEFIK_DATADOG_RELAY_MAX_RESOURCES, TRAEFIK_DATADOG_RELAY_UDP_SECRET,
-    TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE  As their flags (flags win).
+    TRAEFIK_DATADOG_RELAY_UDP_SECRET_FILE, TRAEFIK_DATADOG_RELAY_HEALTH_LISTEN,
+    TRAEFIK_DATADOG_RELAY_LOG_FORMAT  As their flags (flags win).
 
 SIGNALS: SIGTERM or SIGINT stops the inputs, flushes what is held within
 --shutdown-timeout, prints the final counters and exits 0; a second signal
 exits at once.
 ";
 
+impl Settings {
+    /// Where records come from and where spans and metrics go, for the
+    /// line the relay logs when it starts.
+    pub fn summary(&self, inputs: &[crate::source::Source]) -> String {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
+        format!(
+            "inputs {}; spans to {}; metrics to {} ({}; prefix {}, every {:?})",
+            names.join(", "),
+            if self.traces.enabled {
+                format!("{} ({})", self.traces.agent, self.traces.agent_from)
+            } else {
+                "nowhere (--no-traces)".to_owned()
+            },
+            self.metrics.statsd,
+            self.metrics.statsd_from,
+            self.metrics.prefix,
+            self.metrics.interval.get(),
+        )
+    }
+}
+
 /// Parses the arguments (without the program name). `env` looks up an
 /// environment variable.
-pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String> {
+pub fn parse(args: &[String], env: Env) -> Result<Command, String> {
     let a = Args::read(args)?;
     if a.help {
         return Ok(Command::Help);
@@ -383,353 +540,231 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
     if let Some(json) = a.check_plugin_config {
         return Ok(Command::CheckPluginConfig(json));
     }
-    let mut s = Settings::default();
-    let path_of = |v: Option<String>, flag: &str| opt(v, flag, |f: &str, v: &str| path(f, v));
-    let count_of = |v: Option<String>, flag: &str, min: usize, default: usize| {
-        Ok::<_, String>(opt(v, flag, |f: &str, v: &str| count(f, v, min))?.unwrap_or(default))
-    };
-    let duration_of = |v: Option<String>, flag: &str, default: Duration| {
-        Ok::<_, String>(opt(v, flag, |f: &str, v: &str| duration(f, v))?.unwrap_or(default))
-    };
-
-    s.pipe = path_of(a.pipe, "--pipe")?;
-    s.pipe_group = opt(a.pipe_group, "--pipe-group", |f: &str, v: &str| {
-        v.trim()
-            .parse::<u32>()
-            .map_err(|_| format!("{f}: {v:?} is not a numeric group id (like 65532)"))
-    })?;
-    s.publish_dir = path_of(a.publish_dir, "--publish-dir")?;
-    s.stdin = a.stdin;
-    let follow_flag = path_of(a.follow, "--follow")?;
-    let state_flag = path_of(a.state, "--state")?;
-    let follow_from = opt(a.follow_from, "--follow-from", |f: &str, v: &str| match v {
-        "beginning" => Ok(FollowFrom::Beginning),
-        "end" => Ok(FollowFrom::End),
-        other => Err(format!("{f}: {other:?} is not \"beginning\" or \"end\"")),
-    })?
-    .unwrap_or(FollowFrom::End);
-    s.udp = opt(a.udp, "--udp", |f: &str, v: &str| {
-        if v.rsplit_once(':')
-            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-        {
-            return Err(format!(
-                "{f}: {v:?} is not an address and port like 127.0.0.1:8127"
-            ));
-        }
-        Ok(v.to_owned())
-    })?;
-    // Given both flags, the secret file is used.
-    let secret_flag = match opt(a.udp_secret_file, "--udp-secret-file", udp_key_file)? {
-        Some(k) => Some(k),
-        None => opt(a.udp_secret, "--udp-secret", udp_key)?,
-    };
-    s.echo_records = a.echo_records;
-    s.max_line_bytes = count_of(a.max_line_bytes, "--max-line-bytes", 256, s.max_line_bytes)?;
-    s.queue_size = count_of(a.queue_size, "--queue-size", 1, s.queue_size)?;
-    s.queue_bytes = count_of(a.queue_bytes, "--queue-bytes", 4096, s.queue_bytes)?;
-    let udp_buffer_flag = a.udp_buffer_bytes.is_some();
-    s.udp_buffer_bytes = count_of(
-        a.udp_buffer_bytes,
-        "--udp-buffer-bytes",
-        4096,
-        s.udp_buffer_bytes,
-    )?;
-    s.learn_bytes = count_of(a.learn_bytes, "--learn-bytes", 0, s.learn_bytes as usize)? as u64;
-    s.learn_ttl = duration_of(a.learn_ttl, "--learn-ttl", s.learn_ttl)?;
-
-    let agent_flag = opt(a.agent_url, "--agent-url", agent_url)?;
-    s.traces = !a.no_traces;
-    s.flush_interval = duration_of(a.flush_interval, "--flush-interval", s.flush_interval)?;
-    s.batch_spans = count_of(a.batch_spans, "--batch-spans", 1, s.batch_spans)?;
-    s.batch_bytes = count_of(a.batch_bytes, "--batch-bytes", 4096, s.batch_bytes)?;
-    s.max_buffered_spans = count_of(
-        a.max_buffered_spans,
-        "--max-buffered-spans",
-        1,
-        s.max_buffered_spans,
-    )?;
-    s.max_buffered_bytes = count_of(
-        a.max_buffered_bytes,
-        "--max-buffered-bytes",
-        4096,
-        s.max_buffered_bytes,
-    )?;
-    s.connect_timeout = duration_of(a.connect_timeout, "--connect-timeout", s.connect_timeout)?;
-    s.request_timeout = duration_of(a.request_timeout, "--request-timeout", s.request_timeout)?;
-    s.payload_deadline = duration_of(a.payload_deadline, "--payload-deadline", s.payload_deadline)?;
-    s.shutdown_timeout = duration_of(a.shutdown_timeout, "--shutdown-timeout", s.shutdown_timeout)?;
-
-    let statsd_flag = opt(a.dogstatsd_url, "--dogstatsd-url", statsd_url)?;
-    if let Some(p) = a.metrics_prefix {
-        if p.is_empty()
-            || !p
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-            || !p.starts_with(|c: char| c.is_ascii_alphabetic())
-        {
-            return Err(format!(
-                "--metrics-prefix: {p:?} must start with a letter and hold only letters, digits, '_' and '.'"
-            ));
-        }
-        s.metrics_prefix = p;
-    }
-    let metrics_interval = duration_of(
-        a.metrics_interval,
-        "--metrics-interval",
-        MetricsInterval::DEFAULT.get(),
-    )?;
-    s.max_samples = count_of(a.max_samples, "--max-samples", 1, s.max_samples)?;
-    let max_resources_flag = opt(a.max_resources, "--max-resources", |f: &str, v: &str| {
-        count(f, v, 1)
-    })?;
-    s.request_metrics = !a.no_request_metrics;
-    s.telemetry_interval = duration_of(
-        a.telemetry_interval,
-        "--telemetry-interval",
-        s.telemetry_interval,
-    )?;
-    s.telemetry = !a.no_telemetry;
-    let (env_flag, service_flag, version_flag) = (a.env, a.service, a.service_version);
-
-    if s.pipe.is_none() && !s.stdin && follow_flag.is_none() && s.udp.is_none() {
-        return Err("no input: give at least one of --pipe, --stdin, --follow, --udp".to_owned());
-    }
-    s.follow = match (follow_flag, state_flag) {
-        (None, Some(_)) => return Err("--state is only used with --follow".to_owned()),
-        (None, None) => None,
-        (Some(path), state) => Some(FollowSettings {
-            state: state.unwrap_or_else(|| {
-                let mut p = path.clone().into_os_string();
-                p.push(".relay-offset");
-                PathBuf::from(p)
-            }),
-            path,
-            from: follow_from,
-        }),
-    };
-    s.metrics_interval =
-        MetricsInterval::new(metrics_interval).map_err(|e| format!("--metrics-interval: {e}"))?;
-    for (flag, d) in [
-        ("--flush-interval", s.flush_interval),
-        ("--connect-timeout", s.connect_timeout),
-        ("--request-timeout", s.request_timeout),
-        ("--payload-deadline", s.payload_deadline),
-        ("--telemetry-interval", s.telemetry_interval),
-    ] {
-        if d < Duration::from_millis(10) {
-            return Err(format!("{flag}: {d:?} is too short (at least 10ms)"));
-        }
-    }
-    if s.max_buffered_bytes < s.batch_bytes {
-        return Err(format!(
-            "--max-buffered-bytes: {} is smaller than --batch-bytes {}",
-            s.max_buffered_bytes, s.batch_bytes
-        ));
-    }
-    if s.max_buffered_spans < s.batch_spans {
-        return Err(format!(
-            "--max-buffered-spans: {} is smaller than --batch-spans {}",
-            s.max_buffered_spans, s.batch_spans
-        ));
-    }
-
-    s.max_resources = match max_resources_flag {
-        Some(n) => n,
-        None => match env(ENV_MAX_RESOURCES).filter(|v| !v.trim().is_empty()) {
-            Some(v) => count(ENV_MAX_RESOURCES, &v, 1)?,
-            None => DEFAULT_MAX_RESOURCES,
-        },
-    };
-    s.udp_key = match secret_flag {
-        Some(k) => Some(k),
-        None => match (
-            env(ENV_UDP_SECRET).filter(|v| !v.trim().is_empty()),
-            env(ENV_UDP_SECRET_FILE).filter(|v| !v.trim().is_empty()),
-        ) {
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{ENV_UDP_SECRET} and {ENV_UDP_SECRET_FILE} are both set; keep one"
-                ));
+    let inputs = InputSettings::from_args(&a, env)?;
+    Ok(Command::Run(Box::new(Settings {
+        publish_dir: crate::publish::dir(
+            a.publish_dir.as_deref(),
+            inputs.pipe.as_ref().map(|p| p.path.as_path()),
+        ),
+        inputs,
+        routes: RouteSettings::from_args(&a),
+        traces: TraceSettings::from_args(&a, env)?,
+        metrics: MetricsSettings::from_args(&a, env)?,
+        telemetry: TelemetrySettings::from_args(&a),
+        pipeline: PipelineSettings::from_args(&a, env),
+        health: HealthSettings::from_args(&a, env)?,
+        log_format: match a.log_format {
+            Some(f) => f,
+            None => {
+                var_with(env, crate::log::ENV_LOG_FORMAT, args::log_format)?.unwrap_or_default()
             }
-            (Some(v), None) => Some(udp_key(ENV_UDP_SECRET, &v)?),
-            (None, Some(p)) => Some(udp_key_file(ENV_UDP_SECRET_FILE, &p)?),
-            (None, None) => None,
         },
-    };
-    if udp_buffer_flag && s.udp.is_none() {
-        return Err("--udp-buffer-bytes is only used with --udp".to_owned());
-    }
-    if s.udp_key.is_some() && s.udp.is_none() {
-        return Err("--udp-secret is only used with --udp".to_owned());
-    }
-    if s.pipe_group.is_some() && s.pipe.is_none() {
-        return Err("--pipe-group is only used with --pipe".to_owned());
-    }
-
-    let host = env("DD_AGENT_HOST").filter(|h| !h.trim().is_empty());
-    let host_of = |h: &Option<String>| h.clone().unwrap_or_else(|| DEFAULT_HOST.to_owned());
-    s.agent = match agent_flag {
-        Some(a) => a,
-        None => match env("DD_TRACE_AGENT_URL").filter(|v| !v.trim().is_empty()) {
-            Some(v) => agent_url("DD_TRACE_AGENT_URL", &v)?,
-            None => AgentUrl::Http {
-                host: host_of(&host),
-                port: env_port(env, "DD_TRACE_AGENT_PORT", DEFAULT_TRACE_PORT)?,
-            },
-        },
-    };
-    s.statsd = match statsd_flag {
-        Some(u) => u,
-        None => match env("DD_DOGSTATSD_URL").filter(|v| !v.trim().is_empty()) {
-            Some(v) => statsd_url("DD_DOGSTATSD_URL", &v)?,
-            None => StatsdUrl::Udp {
-                host: host_of(&host),
-                port: env_port(env, "DD_DOGSTATSD_PORT", DEFAULT_STATSD_PORT)?,
-            },
-        },
-    };
-    s.defaults = Defaults {
-        env: env_flag.or_else(|| env("DD_ENV")).unwrap_or_default(),
-        service: service_flag
-            .or_else(|| env("DD_SERVICE"))
-            .unwrap_or_default(),
-        version: version_flag
-            .or_else(|| env("DD_VERSION"))
-            .unwrap_or_default(),
-    };
-    Ok(Command::Run(Box::new(s)))
+    })))
 }
 
-/// A flag's value, when given, read by `f` under the flag's name.
-fn opt<T>(
-    v: Option<String>,
-    flag: &str,
-    f: impl Fn(&str, &str) -> Result<T, String>,
+/// A variable's value, unless unset or blank.
+fn var(env: Env, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.trim().is_empty())
+}
+
+/// `parser`'s reading of the variable `name`, if set.
+fn var_with<T>(
+    env: Env,
+    name: &str,
+    parser: fn(&str) -> Result<T, args::Refused>,
 ) -> Result<Option<T>, String> {
-    v.map(|v| f(flag, &v)).transpose()
+    var(env, name)
+        .map(|v| parser(&v).map_err(|e| e.naming(name)))
+        .transpose()
 }
 
-fn path(flag: &str, v: &str) -> Result<PathBuf, String> {
-    if v.is_empty() {
-        Err(format!("{flag} needs a non-empty path"))
-    } else {
-        Ok(PathBuf::from(v))
-    }
-}
-
-/// A secret's key; the error names the flag or variable, never the secret.
-fn udp_key(name: &str, secret: &str) -> Result<MacKey, String> {
-    MacKey::from_secret(secret).map_err(|e| format!("{name}: the secret {e}"))
-}
-
-fn udp_key_file(name: &str, path: &str) -> Result<MacKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{name}: cannot read the secret from {path:?}: {e}"))?;
-    udp_key(&format!("{name} {path}"), &text)
-}
-
-fn count(flag: &str, v: &str, min: usize) -> Result<usize, String> {
-    match v.trim().replace('_', "").parse::<usize>() {
-        Ok(n) if n >= min => Ok(n),
-        Ok(n) => Err(format!("{flag}: {n} is below the minimum {min}")),
-        Err(_) => Err(format!("{flag}: {v:?} is not a whole number")),
-    }
-}
-
-/// `500ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
-pub fn parse_duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    let (num, unit) = match v.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: f64 = num.trim().parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return None,
-    };
-    (0.0..1e9)
-        .contains(&secs)
-        .then(|| Duration::from_secs_f64(secs))
-}
-
-fn duration(flag: &str, v: &str) -> Result<Duration, String> {
-    parse_duration(v).ok_or_else(|| format!("{flag}: {v:?} is not a duration like 500ms, 2s, 1m"))
-}
-
-/// `host:port`, `[v6]:port`; the port may be left out.
-fn host_port(v: &str, default_port: u16) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        match after.strip_prefix(':') {
-            Some(p) => (h, Some(p)),
-            None if after.is_empty() => (h, None),
-            None => return None,
+impl InputSettings {
+    fn from_args(a: &Args, env: Env) -> Result<Self, String> {
+        let d = Self::default();
+        if a.pipe.is_none() && !a.stdin && a.follow.is_none() && a.udp.is_none() {
+            return Err(
+                "no input: give at least one of --pipe, --stdin, --follow, --udp".to_owned(),
+            );
         }
-    } else {
-        match v.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            Some(_) => return None,
-            None => (v, None),
+        let follow = match (&a.follow, &a.state) {
+            (None, Some(_)) => return Err("--state is only used with --follow".to_owned()),
+            (None, None) => None,
+            (Some(path), state) => Some(FollowSettings {
+                state: state.clone().unwrap_or_else(|| {
+                    let mut p = path.clone().into_os_string();
+                    p.push(".relay-offset");
+                    PathBuf::from(p)
+                }),
+                path: path.clone(),
+                from: a.follow_from.unwrap_or(FollowFrom::End),
+            }),
+        };
+        // Given both flags, the secret file is used.
+        let key = match a.udp_secret_file.as_ref().or(a.udp_secret.as_ref()) {
+            Some(k) => Some(k.clone()),
+            None => match (var(env, ENV_UDP_SECRET), var(env, ENV_UDP_SECRET_FILE)) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "{ENV_UDP_SECRET} and {ENV_UDP_SECRET_FILE} are both set; keep one"
+                    ));
+                }
+                (Some(_), None) => var_with(env, ENV_UDP_SECRET, args::udp_key)?,
+                (None, Some(_)) => var_with(env, ENV_UDP_SECRET_FILE, args::udp_key_file)?,
+                (None, None) => None,
+            },
+        };
+        if a.udp_buffer_bytes.is_some() && a.udp.is_none() {
+            return Err("--udp-buffer-bytes is only used with --udp".to_owned());
         }
-    };
-    let host = host.trim_end_matches('/');
-    if host.is_empty() || host.contains('/') {
-        return None;
+        if key.is_some() && a.udp.is_none() {
+            return Err("--udp-secret is only used with --udp".to_owned());
+        }
+        if a.pipe_group.is_some() && a.pipe.is_none() {
+            return Err("--pipe-group is only used with --pipe".to_owned());
+        }
+        Ok(Self {
+            pipe: a.pipe.clone().map(|path| PipeSettings {
+                path,
+                group: a.pipe_group,
+            }),
+            stdin: a.stdin,
+            echo_records: a.echo_records,
+            follow,
+            udp: a.udp.clone().map(|addr| UdpSettings {
+                addr,
+                key,
+                buffer_bytes: a.udp_buffer_bytes.unwrap_or(DEFAULT_UDP_BUFFER_BYTES),
+            }),
+            max_line_bytes: a.max_line_bytes.unwrap_or(d.max_line_bytes),
+            queue_size: a.queue_size.unwrap_or(d.queue_size),
+            queue_bytes: a.queue_bytes.unwrap_or(d.queue_bytes),
+        })
     }
-    let port = match port {
-        Some(p) => p
-            .trim_end_matches('/')
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)?,
-        None => default_port,
-    };
-    Some((host.to_owned(), port))
 }
 
-fn unix_path(rest: &str) -> Option<PathBuf> {
-    rest.starts_with('/').then(|| PathBuf::from(rest))
+impl TraceSettings {
+    fn from_args(a: &Args, env: Env) -> Result<Self, String> {
+        let d = Self::default();
+        let exists = |p: &std::path::Path| p.exists();
+        let probe = crate::discovery::Probe {
+            env,
+            exists: &exists,
+        };
+        let (agent, why) = crate::discovery::agent(a.agent_url.clone(), &probe, |name, v| {
+            args::agent_url(v).map_err(|e| e.naming(name))
+        })?;
+        let s = Self {
+            enabled: !a.no_traces,
+            agent,
+            agent_from: why.text("--agent-url", "DD_TRACE_AGENT_URL", "DD_TRACE_AGENT_PORT"),
+            flush_interval: a.flush_interval.unwrap_or(d.flush_interval),
+            batch_spans: a.batch_spans.unwrap_or(d.batch_spans),
+            batch_bytes: a.batch_bytes.unwrap_or(d.batch_bytes),
+            max_buffered_spans: a.max_buffered_spans.unwrap_or(d.max_buffered_spans),
+            max_buffered_bytes: a.max_buffered_bytes.unwrap_or(d.max_buffered_bytes),
+            connect_timeout: a.connect_timeout.unwrap_or(d.connect_timeout),
+            request_timeout: a.request_timeout.unwrap_or(d.request_timeout),
+            payload_deadline: a.payload_deadline.unwrap_or(d.payload_deadline),
+        };
+        if s.max_buffered_bytes < s.batch_bytes {
+            return Err(format!(
+                "--max-buffered-bytes: {} is smaller than --batch-bytes {}",
+                s.max_buffered_bytes, s.batch_bytes
+            ));
+        }
+        if s.max_buffered_spans < s.batch_spans {
+            return Err(format!(
+                "--max-buffered-spans: {} is smaller than --batch-spans {}",
+                s.max_buffered_spans, s.batch_spans
+            ));
+        }
+        Ok(s)
+    }
 }
 
-fn agent_url(name: &str, v: &str) -> Result<AgentUrl, String> {
-    let v = v.trim();
-    let parsed = if let Some(rest) = v.strip_prefix("http://") {
-        host_port(rest, DEFAULT_TRACE_PORT).map(|(host, port)| AgentUrl::Http { host, port })
-    } else if let Some(rest) = v.strip_prefix("unix://") {
-        unix_path(rest).map(AgentUrl::Unix)
-    } else {
-        None
-    };
-    parsed.ok_or_else(|| format!("{name}: {v:?} is not http://HOST:PORT or unix:///ABSOLUTE/PATH"))
+impl MetricsSettings {
+    fn from_args(a: &Args, env: Env) -> Result<Self, String> {
+        let d = Self::default();
+        let exists = |p: &std::path::Path| p.exists();
+        let probe = crate::discovery::Probe {
+            env,
+            exists: &exists,
+        };
+        let (statsd, why) =
+            crate::discovery::statsd(a.dogstatsd_url.clone(), &probe, |name, v| {
+                args::statsd_url(v).map_err(|e| e.naming(name))
+            })?;
+        Ok(Self {
+            statsd,
+            statsd_from: why.text("--dogstatsd-url", "DD_DOGSTATSD_URL", "DD_DOGSTATSD_PORT"),
+            prefix: a.metrics_prefix.clone().unwrap_or(d.prefix),
+            interval: a.metrics_interval.unwrap_or(d.interval),
+            request_metrics: !a.no_request_metrics,
+            max_samples: a.max_samples.unwrap_or(d.max_samples),
+            max_resources: match a.max_resources {
+                Some(n) => n,
+                None => {
+                    var_with(env, ENV_MAX_RESOURCES, args::count::<1>)?.unwrap_or(d.max_resources)
+                }
+            },
+        })
+    }
 }
 
-fn statsd_url(name: &str, v: &str) -> Result<StatsdUrl, String> {
-    let v = v.trim();
-    let parsed = if let Some(rest) = v.strip_prefix("udp://") {
-        host_port(rest, DEFAULT_STATSD_PORT).map(|(host, port)| StatsdUrl::Udp { host, port })
-    } else if let Some(rest) = v
-        .strip_prefix("unix://")
-        .or_else(|| v.strip_prefix("unixgram://"))
-    {
-        unix_path(rest).map(StatsdUrl::Unix)
-    } else {
-        None
-    };
-    parsed.ok_or_else(|| format!("{name}: {v:?} is not udp://HOST:PORT or unix:///ABSOLUTE/PATH"))
+impl TelemetrySettings {
+    fn from_args(a: &Args) -> Self {
+        Self {
+            enabled: !a.no_telemetry,
+            interval: a.telemetry_interval.unwrap_or(Self::default().interval),
+        }
+    }
 }
 
-fn env_port(env: &dyn Fn(&str) -> Option<String>, name: &str, default: u16) -> Result<u16, String> {
-    match env(name).filter(|v| !v.trim().is_empty()) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("{name}: {v:?} is not a port number (1-65535)")),
+impl RouteSettings {
+    fn from_args(a: &Args) -> Self {
+        let d = Self::default();
+        Self {
+            learn_bytes: a.learn_bytes.map_or(d.learn_bytes, |n| n as u64),
+            learn_ttl: a.learn_ttl.unwrap_or(d.learn_ttl),
+        }
+    }
+}
+
+impl HealthSettings {
+    fn from_args(a: &Args, env: Env) -> Result<Self, String> {
+        let listen = match &a.health_listen {
+            Some(l) => Some(l.clone()),
+            None => var_with(env, crate::health::ENV_HEALTH_LISTEN, args::listen_address)?,
+        };
+        if a.unready_after.is_some() && listen.is_none() {
+            return Err("--unready-after is only used with --health-listen".to_owned());
+        }
+        Ok(Self {
+            listen,
+            unready_after: a.unready_after.unwrap_or(Self::default().unready_after),
+        })
+    }
+}
+
+impl PipelineSettings {
+    fn from_args(a: &Args, env: Env) -> Self {
+        // The core's reading, the plugin's own: DD_ENV, DD_SERVICE,
+        // DD_VERSION, then DD_TAGS' entries for them, as in dd-trace-go.
+        let dd = tdp_core::config::env::Env::read(|name| env(name));
+        let pick =
+            |flag: &Option<String>, var: Option<String>| flag.clone().or(var).unwrap_or_default();
+        Self {
+            defaults: Defaults {
+                env: pick(&a.env, dd.env),
+                service: pick(&a.service, dd.service),
+                version: pick(&a.service_version, dd.version),
+                tags: dd.tags,
+                skipped_tags: dd.skipped,
+            },
+            shutdown_timeout: a
+                .shutdown_timeout
+                .unwrap_or(Self::default().shutdown_timeout),
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::args::parse_duration;
 use std::collections::HashMap;
 
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Result<Settings, String> {
@@ -23,12 +24,15 @@ fn defaults() {
     assert_eq!(
         s,
         Settings {
-            stdin: true,
+            inputs: InputSettings {
+                stdin: true,
+                ..InputSettings::default()
+            },
             ..Settings::default()
         }
     );
-    assert_eq!(s.agent.to_string(), "http://127.0.0.1:8126");
-    assert_eq!(s.statsd.to_string(), "udp://127.0.0.1:8125");
+    assert_eq!(s.traces.agent.to_string(), "http://127.0.0.1:8126");
+    assert_eq!(s.metrics.statsd.to_string(), "udp://127.0.0.1:8125");
 }
 
 #[test]
@@ -107,46 +111,81 @@ fn every_flag() {
         &[("DD_ENV", "ignored"), ("DD_SERVICE", "ignored")],
     )
     .expect("valid");
-    assert_eq!(s.pipe, Some(PathBuf::from("/run/dd/x.fifo")));
+    let pipe = s.inputs.pipe.as_ref().map(|p| &p.path);
+    assert_eq!(pipe, Some(&PathBuf::from("/run/dd/x.fifo")));
     assert_eq!(s.publish_dir, Some(PathBuf::from("/run/dd/pub")));
-    assert!(s.stdin && s.echo_records);
+    assert!(s.inputs.stdin && s.inputs.echo_records);
     assert_eq!(
-        s.follow,
+        s.inputs.follow,
         Some(FollowSettings {
             path: PathBuf::from("/var/log/traefik.log"),
             state: PathBuf::from("/var/log/traefik.log.relay-offset"),
             from: FollowFrom::Beginning,
         })
     );
-    assert_eq!(s.udp.as_deref(), Some("127.0.0.1:8127"));
-    assert_eq!((s.max_line_bytes, s.queue_size), (4096, 50));
+    let udp = s.inputs.udp.as_ref().map(|u| u.addr.as_str());
+    assert_eq!(udp, Some("127.0.0.1:8127"));
+    assert_eq!((s.inputs.max_line_bytes, s.inputs.queue_size), (4096, 50));
     assert_eq!(
-        s.agent,
+        s.traces.agent,
         AgentUrl::Unix("/var/run/datadog/apm.socket".into())
     );
-    assert_eq!(s.flush_interval, Duration::from_millis(250));
-    assert_eq!((s.batch_spans, s.batch_bytes), (10, 1_000_000));
-    assert_eq!(s.max_buffered_spans, 20);
-    assert_eq!(s.max_buffered_bytes, 2_000_000);
-    assert_eq!(s.connect_timeout, Duration::from_secs(1));
-    assert_eq!(s.request_timeout, Duration::from_secs(3));
-    assert_eq!(s.shutdown_timeout, Duration::from_secs(60));
+    let t = &s.traces;
+    assert_eq!(t.flush_interval, Duration::from_millis(250));
+    assert_eq!((t.batch_spans, t.batch_bytes), (10, 1_000_000));
+    assert_eq!(t.max_buffered_spans, 20);
+    assert_eq!(t.max_buffered_bytes, 2_000_000);
+    assert_eq!(t.connect_timeout, Duration::from_secs(1));
+    assert_eq!(t.request_timeout, Duration::from_secs(3));
+    assert_eq!(s.pipeline.shutdown_timeout, Duration::from_secs(60));
     assert_eq!(
-        s.statsd,
+        s.metrics.statsd,
         StatsdUrl::Unix("/var/run/datadog/dsd.socket".into())
     );
-    assert_eq!(s.metrics_prefix, "edge.proxy");
-    assert_eq!(s.metrics_interval.get(), Duration::from_secs(5));
-    assert_eq!(s.max_samples, 100);
-    assert!(!s.request_metrics && !s.telemetry && !s.traces);
-    assert_eq!(s.telemetry_interval, Duration::from_secs(30));
+    assert_eq!(s.metrics.prefix, "edge.proxy");
+    assert_eq!(s.metrics.interval.get(), Duration::from_secs(5));
+    assert_eq!(s.metrics.max_samples, 100);
+    assert!(!s.metrics.request_metrics && !s.telemetry.enabled && !s.traces.enabled);
+    assert_eq!(s.telemetry.interval, Duration::from_secs(30));
     assert_eq!(
-        s.defaults,
+        s.pipeline.defaults,
         Defaults {
             env: "prod".into(),
             service: "edge".into(),
-            version: "1.2".into()
+            version: "1.2".into(),
+            ..Defaults::default()
         }
+    );
+}
+
+#[test]
+fn dd_tags_are_tags_and_last_defaults() {
+    let s = run(
+        &["--stdin"],
+        &[
+            (
+                "DD_TAGS",
+                "team:edge, env:from-tags,service:svc-tags, bad|key:1",
+            ),
+            ("DD_ENV", "prod"),
+        ],
+    )
+    .expect("valid");
+    let d = &s.pipeline.defaults;
+    assert_eq!(
+        (d.env.as_str(), d.service.as_str(), d.version.as_str()),
+        ("prod", "svc-tags", "")
+    );
+    assert_eq!(
+        d.tags
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>(),
+        vec!["team:edge"]
+    );
+    assert_eq!(
+        d.skipped_tags.to_string(),
+        "1 with '|', '#', a control character or a reserved key"
     );
 }
 
@@ -163,14 +202,15 @@ fn datadog_environment() {
         ],
     )
     .expect("valid");
-    assert_eq!(s.agent.to_string(), "http://datadog-agent:9126");
-    assert_eq!(s.statsd.to_string(), "udp://datadog-agent:8125");
+    assert_eq!(s.traces.agent.to_string(), "http://datadog-agent:9126");
+    assert_eq!(s.metrics.statsd.to_string(), "udp://datadog-agent:8125");
     assert_eq!(
-        s.defaults,
+        s.pipeline.defaults,
         Defaults {
             env: "staging".into(),
             service: "edge".into(),
-            version: "7".into()
+            version: "7".into(),
+            ..Defaults::default()
         }
     );
     let s = run(
@@ -183,20 +223,20 @@ fn datadog_environment() {
     )
     .expect("valid");
     assert_eq!(
-        s.agent,
+        s.traces.agent,
         AgentUrl::Http {
             host: "::1".into(),
             port: 8126
         }
     );
-    assert_eq!(s.agent.to_string(), "http://[::1]:8126");
-    assert_eq!(s.statsd.to_string(), "udp://10.0.0.1:8125");
+    assert_eq!(s.traces.agent.to_string(), "http://[::1]:8126");
+    assert_eq!(s.metrics.statsd.to_string(), "udp://10.0.0.1:8125");
     let s = run(
         &["--stdin", "--agent-url", "http://a:1"],
         &[("DD_TRACE_AGENT_URL", "unix:///x")],
     )
     .expect("valid");
-    assert_eq!(s.agent.to_string(), "http://a:1", "flag beats env");
+    assert_eq!(s.traces.agent.to_string(), "http://a:1", "flag beats env");
 }
 
 #[test]
@@ -290,25 +330,30 @@ fn bounds_and_secret_flags_and_env() {
         &[(ENV_MAX_RESOURCES, "7"), (ENV_UDP_SECRET, "ignored")],
     )
     .expect("valid");
-    assert_eq!(s.udp_key, Some(key.clone()));
-    assert_eq!(s.udp_buffer_bytes, 16 << 20);
-    assert_eq!(s.pipe_group, Some(65532));
-    assert_eq!((s.queue_bytes, s.max_resources), (1 << 20, 50));
+    let udp = s.inputs.udp.expect("udp");
+    assert_eq!(udp.key, Some(key.clone()));
+    assert_eq!(udp.buffer_bytes, 16 << 20);
+    assert_eq!(s.inputs.pipe.and_then(|p| p.group), Some(65532));
+    assert_eq!(
+        (s.inputs.queue_bytes, s.metrics.max_resources),
+        (1 << 20, 50)
+    );
     let s = run(
         &["--udp", "127.0.0.1:8127"],
         &[(ENV_MAX_RESOURCES, "7"), (ENV_UDP_SECRET, secret)],
     )
     .expect("valid");
-    assert_eq!((s.max_resources, s.udp_key), (7, Some(key.clone())));
+    let udp_key = s.inputs.udp.and_then(|u| u.key);
+    assert_eq!((s.metrics.max_resources, udp_key), (7, Some(key.clone())));
     let dir = std::env::temp_dir().join(format!("relay-secret-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let file = dir.join("secret");
     std::fs::write(&file, format!("{secret}\n")).expect("write");
     let f = file.to_str().expect("utf-8");
     let s = run(&["--udp", "127.0.0.1:8127", "--udp-secret-file", f], &[]).expect("valid");
-    assert_eq!(s.udp_key, Some(key.clone()));
+    assert_eq!(s.inputs.udp.and_then(|u| u.key), Some(key.clone()));
     let s = run(&["--udp", "127.0.0.1:8127"], &[(ENV_UDP_SECRET_FILE, f)]).expect("valid");
-    assert_eq!(s.udp_key, Some(key));
+    assert_eq!(s.inputs.udp.as_ref().and_then(|u| u.key.clone()), Some(key));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!format!("{s:?}").contains(secret), "never printed");
 }
@@ -379,8 +424,10 @@ fn bounds_and_secret_errors_are_explained() {
     assert_eq!(
         run(&["--udp", "127.0.0.1:1"], &[])
             .expect("valid")
-            .udp_buffer_bytes,
-        DEFAULT_UDP_BUFFER_BYTES
+            .inputs
+            .udp
+            .map(|u| u.buffer_bytes),
+        Some(DEFAULT_UDP_BUFFER_BYTES)
     );
 }
 
@@ -399,7 +446,148 @@ fn durations() {
 fn state_default_and_explicit() {
     let s = run(&["--follow", "/l", "--state", "/var/lib/relay/pos"], &[]).expect("valid");
     assert_eq!(
-        s.follow.map(|f| f.state),
+        s.inputs.follow.map(|f| f.state),
         Some(PathBuf::from("/var/lib/relay/pos"))
+    );
+}
+
+#[test]
+fn value_errors_are_worded_like_the_others() {
+    assert_eq!(err(&["--pipe", ""]), "--pipe needs a non-empty path");
+    assert_eq!(err(&["--pipe="]), "--pipe needs a non-empty path");
+    assert_eq!(
+        err(&["--stdin", "--connect-timeout", "5ms"]),
+        "--connect-timeout: 5ms is too short (at least 10ms)"
+    );
+    assert_eq!(
+        err(&["--follow", "/l", "--follow-from", "middle"]),
+        "--follow-from: \"middle\" is not \"beginning\" or \"end\""
+    );
+    assert_eq!(
+        run(&["--stdin"], &[("DD_TRACE_AGENT_PORT", "0")]).expect_err("bad env"),
+        "DD_TRACE_AGENT_PORT: \"0\" is not a port number (1-65535)"
+    );
+    let dir = std::env::temp_dir().join(format!("relay-short-secret-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let file = dir.join("secret");
+    std::fs::write(&file, "short\n").expect("write");
+    let f = file.to_str().expect("utf-8");
+    let want = |name: &str| {
+        format!(
+            "{name} {f}: the secret is 5 characters long; a secret needs at least 32 \
+             (e.g. the output of `openssl rand -hex 32`)"
+        )
+    };
+    assert_eq!(
+        err(&["--udp", "127.0.0.1:1", "--udp-secret-file", f]),
+        want("--udp-secret-file")
+    );
+    assert_eq!(
+        run(&["--udp", "127.0.0.1:1"], &[(ENV_UDP_SECRET_FILE, f)]).expect_err("bad env"),
+        want(ENV_UDP_SECRET_FILE)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn publish_dir_defaults_to_the_fifo_directory() {
+    let s = run(&["--pipe", "/run/dd/x.fifo"], &[]).expect("valid");
+    assert_eq!(s.publish_dir, Some(PathBuf::from("/run/dd")));
+    let s = run(&["--stdin", "--publish-dir", "/p"], &[]).expect("valid");
+    assert_eq!(s.publish_dir, Some(PathBuf::from("/p")));
+}
+
+#[test]
+fn health_and_log_format_flags_and_env() {
+    use crate::health::ENV_HEALTH_LISTEN;
+    use crate::log::{ENV_LOG_FORMAT, Format};
+    let s = run(&["--stdin"], &[]).expect("valid");
+    assert_eq!(
+        (s.health.clone(), s.log_format),
+        (
+            HealthSettings {
+                listen: None,
+                unready_after: Duration::from_secs(60),
+            },
+            Format::Text
+        )
+    );
+    let s = run(
+        &[
+            "--stdin",
+            "--health-listen",
+            "0.0.0.0:8128",
+            "--unready-after",
+            "2s",
+            "--log-format",
+            "json",
+        ],
+        &[(ENV_HEALTH_LISTEN, "127.0.0.1:1"), (ENV_LOG_FORMAT, "text")],
+    )
+    .expect("valid");
+    assert_eq!(
+        (s.health, s.log_format),
+        (
+            HealthSettings {
+                listen: Some("0.0.0.0:8128".into()),
+                unready_after: Duration::from_secs(2),
+            },
+            Format::Json
+        ),
+        "flags beat env"
+    );
+    let s = run(
+        &["--stdin"],
+        &[
+            (ENV_HEALTH_LISTEN, "localhost:8128"),
+            (ENV_LOG_FORMAT, "json"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(s.health.listen.as_deref(), Some("localhost:8128"));
+    assert_eq!(s.log_format, Format::Json);
+}
+
+#[test]
+fn health_and_log_format_errors_name_the_flag() {
+    assert_eq!(
+        err(&["--stdin", "--health-listen", "8128"]),
+        "--health-listen: \"8128\" is not an address and port like 0.0.0.0:8128"
+    );
+    assert_eq!(
+        err(&["--stdin", "--health-listen", ":8128"]),
+        "--health-listen: \":8128\" is not an address and port like 0.0.0.0:8128"
+    );
+    assert_eq!(
+        err(&["--stdin", "--health-listen"]),
+        "--health-listen needs a value"
+    );
+    assert_eq!(
+        err(&["--stdin", "--log-format", "yaml"]),
+        "--log-format: \"yaml\" is not text or json"
+    );
+    assert_eq!(
+        err(&["--stdin", "--unready-after", "soon"]),
+        "--unready-after: \"soon\" is not a duration like 500ms, 2s, 1m"
+    );
+    assert_eq!(
+        err(&["--stdin", "--unready-after", "1s"]),
+        "--unready-after is only used with --health-listen"
+    );
+    assert_eq!(
+        run(
+            &["--stdin"],
+            &[("TRAEFIK_DATADOG_RELAY_HEALTH_LISTEN", "0.0.0.0:99999")]
+        )
+        .expect_err("bad env"),
+        "TRAEFIK_DATADOG_RELAY_HEALTH_LISTEN: \"0.0.0.0:99999\" is not an address and port like 0.0.0.0:8128"
+    );
+    assert_eq!(
+        run(
+            &["--stdin"],
+            &[("TRAEFIK_DATADOG_RELAY_LOG_FORMAT", "JSON!")]
+        )
+        .expect_err("bad env"),
+        "TRAEFIK_DATADOG_RELAY_LOG_FORMAT: \"JSON!\" is not text or json"
     );
 }

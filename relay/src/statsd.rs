@@ -3,6 +3,7 @@
 //! the agent cannot take now is dropped and counted. The socket is opened
 //! lazily and again after failures (agent not started yet, restarted).
 
+use crate::dd_tags::LineExtras;
 use crate::log::{Throttle, held};
 use crate::settings::StatsdUrl;
 use crate::telemetry::Counters;
@@ -28,6 +29,8 @@ pub struct StatsdSink {
     last_open: Option<Instant>,
     counters: Arc<Counters>,
     throttle: Throttle,
+    /// `DD_TAGS` and the container's origin fields, added to every line.
+    extras: LineExtras,
 }
 
 impl StatsdSink {
@@ -38,7 +41,14 @@ impl StatsdSink {
             last_open: None,
             counters,
             throttle: Throttle::new(Duration::from_secs(30)),
+            extras: LineExtras::default(),
         }
+    }
+
+    /// Every line sent gets `extras` (tags it lacks, origin fields).
+    pub fn with_extras(mut self, extras: LineExtras) -> Self {
+        self.extras = extras;
+        self
     }
 
     /// The largest datagram for this transport.
@@ -86,12 +96,27 @@ impl StatsdSink {
     }
 
     /// Sends the packer's datagrams and the count of lines it dropped.
+    /// With extras, the lines are packed again with them (every few
+    /// seconds, not per request: the copy is cheap).
     pub fn send_packed(&mut self, packer: &mut Packer) {
         Counters::add(
             &self.counters.statsd_oversized,
             std::mem::take(&mut packer.oversized),
         );
-        for d in packer.take() {
+        let datagrams = packer.take();
+        let datagrams = if self.extras.is_empty() {
+            datagrams
+        } else {
+            let mut again = self.packer();
+            for d in &datagrams {
+                for line in d.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    again.push(&self.extras.decorate(&String::from_utf8_lossy(line)));
+                }
+            }
+            Counters::add(&self.counters.statsd_oversized, again.oversized);
+            again.take()
+        };
+        for d in datagrams {
             self.send(&d);
         }
     }
@@ -166,6 +191,39 @@ mod tests {
         let n = rx.recv(&mut buf).expect("datagram");
         assert_eq!(&buf[..n], b"a:1|c\nb:2|g\n");
         assert_eq!(c.snapshot().statsd_datagrams, 1);
+    }
+
+    #[test]
+    fn every_line_gets_the_extras() {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let port = rx.local_addr().expect("addr").port();
+        let c = Arc::new(Counters::default());
+        let extras = LineExtras {
+            tags: [("team".to_owned(), "relay".to_owned())]
+                .into_iter()
+                .collect(),
+            origin: "|c:abc".to_owned(),
+        };
+        let mut s = StatsdSink::new(
+            StatsdUrl::Udp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            c.clone(),
+        )
+        .with_extras(extras);
+        let mut p = s.packer();
+        p.push("a:1|c|#team:edge");
+        p.push("b:2|g");
+        s.send_packed(&mut p);
+        let mut buf = [0u8; 2048];
+        let n = rx.recv(&mut buf).expect("datagram");
+        assert_eq!(
+            &buf[..n],
+            b"a:1|c|#team:edge|c:abc\nb:2|g|#team:relay|c:abc\n"
+        );
     }
 
     #[test]

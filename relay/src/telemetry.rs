@@ -1,9 +1,9 @@
 //! The relay's own counters: shared atomics every thread bumps, and their
-//! periodic report as `<prefix>.relay.*` DogStatsD metrics and one stderr
+//! periodic report as `<prefix>.relay.*` DogStatsD metrics and one info
 //! line (every telemetry interval and at exit).
 //!
 //! Each counter is declared once, in the [`counters!`] table below: its
-//! field, how it is reported to DogStatsD and its key in the stderr line.
+//! field, how it is reported to DogStatsD and its key in the info line.
 //! The structs, the snapshot and both reports are generated from it.
 
 use crate::source::Source;
@@ -17,7 +17,7 @@ enum Kind {
     Count,
     /// A gauge: the current value.
     Gauge,
-    /// Only in the stderr line.
+    /// Only in the info line.
     LogOnly,
 }
 

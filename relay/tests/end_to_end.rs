@@ -4,11 +4,11 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, UdpSocket};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+mod support;
+
+use std::net::UdpSocket;
 use std::time::Duration;
+use support::{Agent, Relay};
 use tdp_core::metrics::dogstatsd::{Aggregator, DEFAULT_MAX_SAMPLES, Packer, UDP_MAX_DATAGRAM};
 use tdp_core::record::span::{HostFields, Span};
 use tdp_core::record::{Record, sample};
@@ -28,55 +28,9 @@ fn record(i: u64, status: u16, priority: i8) -> Record {
     r
 }
 
-/// A fake agent: answers every PUT with rate_by_service and sends the
-/// bodies it got.
-fn agent() -> (u16, mpsc::Receiver<(String, Vec<u8>)>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(conn) = conn else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut w = conn.try_clone().expect("clone");
-                let mut r = BufReader::new(conn);
-                loop {
-                    let mut head = String::new();
-                    let mut len = 0;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ")
-                        {
-                            len = v.trim().parse().expect("length");
-                        }
-                        head.push_str(&line);
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    r.read_exact(&mut body).expect("body");
-                    let _ = tx.send((head, body));
-                    let answer = r#"{"rate_by_service":{"service:,env:":1}}"#;
-                    let _ = write!(
-                        w,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                }
-            });
-        }
-    });
-    (port, rx)
-}
-
 #[test]
 fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
-    let (agent_port, bodies) = agent();
+    let agent = Agent::accepting();
     let statsd = UdpSocket::bind("127.0.0.1:0").expect("statsd");
     statsd
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -113,37 +67,39 @@ fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
     input.extend(b"\xffnot utf-8 and no newline at the end");
     passthrough.extend(b"\xffnot utf-8 and no newline at the end");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_traefik-datadog-relay"))
-        .args([
-            "--stdin",
-            "--agent-url",
-            &format!("http://127.0.0.1:{agent_port}"),
-            "--dogstatsd-url",
-            &format!("udp://127.0.0.1:{statsd_port}"),
-            "--metrics-interval",
-            "10s",
-            "--no-telemetry",
-            "--env",
-            "prod",
-        ])
-        .env_remove("DD_AGENT_HOST")
-        .env_remove("DD_TRACE_AGENT_URL")
-        .env_remove("DD_DOGSTATSD_URL")
-        .env_remove("DD_ENV")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("relay runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(&input).expect("write");
-    drop(stdin); // end of input: the relay flushes and exits
-    let out = child.wait_with_output().expect("exits");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let statsd_url = format!("udp://127.0.0.1:{statsd_port}");
+    let mut relay = Relay::start([
+        "--stdin",
+        "--agent-url",
+        &agent.url(),
+        "--dogstatsd-url",
+        &statsd_url,
+        "--metrics-interval",
+        "10s",
+        "--no-telemetry",
+        "--env",
+        "prod",
+    ]);
+    relay.write(&input);
+    let out = relay.finish(); // end of input: the relay flushes and exits
+    let stderr = &out.log;
     assert!(out.status.success(), "{stderr}");
+    // The input ends without a newline; the relay's next line of its own
+    // starts on a new line: that one newline is the relay's.
+    let mut copied = passthrough.clone();
+    copied.push(b'\n');
     assert_eq!(
-        out.stdout, passthrough,
-        "stdout is every other line, byte for byte"
+        out.copied(),
+        copied,
+        "stdout is every other line, byte for byte (and the relay's own)"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (_, after) = stdout
+        .split_once("no newline at the end\n")
+        .expect("the last copied line, then a newline");
+    assert!(
+        support::is_relay_line(after.lines().next().unwrap_or_default()),
+        "a relay line follows: {after:?}"
     );
     assert!(
         stderr.contains("stdin.received=4 stdin.malformed=0"),
@@ -152,9 +108,7 @@ fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
     assert!(stderr.contains("spans_sent=4 spans_dropped=0"), "{stderr}");
 
     // Spans: one trace per record, in order, every tag from span.rs.
-    let (head, body) = bodies
-        .recv_timeout(Duration::from_secs(5))
-        .expect("a payload");
+    let support::http::Request { head, body } = agent.request(0);
     assert!(head.starts_with("PUT /v0.4/traces HTTP/1.1\r\n"), "{head}");
     // Header names are case-insensitive; the client sends them lowercase.
     let head = head.to_ascii_lowercase();
@@ -216,20 +170,16 @@ fn stdin_lines_to_exact_spans_metrics_and_passthrough() {
 
 #[test]
 fn bad_flags_are_named_and_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_traefik-datadog-relay"))
-        .args(["--stdin", "--flush-interval", "soon"])
-        .output()
-        .expect("runs");
+    let out = Relay::start(["--stdin", "--flush-interval", "soon"]).finish();
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--flush-interval: \"soon\" is not a duration like 500ms, 2s, 1m; see --help"),
-        "{err}"
+        out.log.contains(
+            "--flush-interval: \"soon\" is not a duration like 500ms, 2s, 1m; see --help"
+        ),
+        "{}",
+        out.log
     );
-    let help = Command::new(env!("CARGO_BIN_EXE_traefik-datadog-relay"))
-        .arg("--help")
-        .output()
-        .expect("runs");
+    let help = Relay::start(["--help"]).finish();
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
     for flag in [

@@ -47,6 +47,9 @@ const BUFFER_RESPONSE: i32 = 2;
 const LEVEL_INFO: i32 = 0;
 const LEVEL_WARN: i32 = 1;
 const LEVEL_ERROR: i32 = 2;
+/// `LogLevelNone`: no line is ever shown at it, so a host that says it is
+/// enabled answers yes to everything (Traefik's `logs.WasmLogger` does).
+const LEVEL_NONE: i32 = 3;
 
 /// The http-wasm host Traefik runs the guest in: one host per instance,
 /// with no state of its own.
@@ -139,11 +142,21 @@ impl Host for Abi {
     }
 
     fn log(&mut self, level: Level, line: &[u8]) {
-        let level = match level {
-            Level::Info => LEVEL_INFO,
-            Level::Warn => LEVEL_WARN,
-            Level::Error => LEVEL_ERROR,
-        };
-        log::write(level, line);
+        log::write(code(level), line);
+    }
+
+    fn log_enabled(&mut self, level: Level) -> Option<bool> {
+        if log::enabled(LEVEL_NONE) {
+            return None;
+        }
+        Some(log::enabled(code(level)))
+    }
+}
+
+fn code(level: Level) -> i32 {
+    match level {
+        Level::Info => LEVEL_INFO,
+        Level::Warn => LEVEL_WARN,
+        Level::Error => LEVEL_ERROR,
     }
 }

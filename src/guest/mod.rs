@@ -55,6 +55,12 @@ impl System for Wasi {
         #[cfg(not(feature = "network"))]
         None
     }
+
+    /// WASI's environment: what Traefik's `settings.envs` names, with
+    /// Traefik's own values.
+    fn env(&mut self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
 }
 
 struct State {

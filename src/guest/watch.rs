@@ -9,6 +9,8 @@
 use std::io::Read;
 #[cfg(not(feature = "network"))]
 use std::time::UNIX_EPOCH;
+#[cfg(not(feature = "network"))]
+use tdp_core::transport::watch::MAX_SPECIAL;
 use tdp_core::transport::watch::{FileSys, Stamp};
 
 pub struct WasiFiles;
@@ -21,6 +23,11 @@ impl FileSys for WasiFiles {
 
     fn read(&mut self, _path: &str, _max: u64) -> Option<Vec<u8>> {
         None
+    }
+
+    /// Nothing is mounted in this build (Traefik's socket host refuses it).
+    fn is_dir(&mut self, _path: &str) -> bool {
+        false
     }
 }
 
@@ -47,5 +54,24 @@ impl FileSys for WasiFiles {
             .read_to_end(&mut out)
             .ok()?;
         Some(out)
+    }
+
+    fn is_dir(&mut self, path: &str) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+    }
+
+    fn special_files(&mut self, dir: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_type()
+                    .is_ok_and(|t| !t.is_file() && !t.is_dir() && !t.is_symlink())
+            })
+            .filter_map(|e| e.file_name().into_string().ok())
+            .take(MAX_SPECIAL)
+            .collect()
     }
 }

@@ -7,6 +7,7 @@
 //! expected, and lists may come as arrays, comma-separated strings, or the
 //! `{"0": .., "1": ..}` maps some providers produce.
 
+pub mod env;
 pub mod keys;
 pub mod rules;
 pub mod values;
@@ -22,6 +23,7 @@ use crate::transport::Mode;
 use crate::{propagation, record};
 use keys::KEYS;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -63,6 +65,9 @@ pub struct Config {
     pub trust_incoming: bool,
     /// Opt-in header-to-tag mapping (dd-trace's `DD_TRACE_HEADER_TAGS`).
     pub header_tags: Vec<HeaderTag>,
+    /// Tags every record carries: `DD_TAGS` from the environment Traefik
+    /// hands the plugin (see [`env`]).
+    pub tags: BTreeMap<String, String>,
 }
 
 pub const DEFAULT_PIPE_PATH: &str = "/run/dd/traefik-datadog.fifo";
@@ -92,6 +97,7 @@ impl Default for Config {
             propagation_inject: Style::DEFAULT.to_vec(),
             trust_incoming: true,
             header_tags: Vec::new(),
+            tags: BTreeMap::new(),
         }
     }
 }
@@ -127,20 +133,43 @@ impl Config {
     /// Parses the bytes `get_config` returned. Empty input means "all defaults"
     /// (a middleware declared with no options).
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        Self::from_json_with_env(bytes, &env::Env::default())
+    }
+
+    /// As [`Config::from_json`], with the environment's unified service
+    /// tags as defaults: `DD_SERVICE`, `DD_ENV` and `DD_VERSION` fill
+    /// `service`, `env` and `version` where the Middleware leaves them out,
+    /// and `DD_TAGS` gives every record its tags.
+    pub fn from_json_with_env(bytes: &[u8], env: &env::Env) -> Result<Self, ConfigError> {
+        let mut base = Self::default();
+        for (field, value) in [
+            (&mut base.service, &env.service),
+            (&mut base.env, &env.env),
+            (&mut base.version, &env.version),
+        ] {
+            if let Some(v) = value {
+                v.clone_into(field);
+            }
+        }
+        base.tags = env.tags.clone();
         let text = String::from_utf8_lossy(bytes);
         let text = text.trim();
         if text.is_empty() || text == "null" {
-            return Ok(Self::default());
+            return Ok(base);
         }
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => Self::from_map(&map),
+            Ok(Value::Object(map)) => Self::from_map_over(base, &map),
             Ok(_) => Err(one("(config)", "is not a JSON object of options")),
             Err(e) => Err(one("(config)", &format!("is not valid JSON: {e}"))),
         }
     }
 
     pub fn from_map(map: &Map<String, Value>) -> Result<Self, ConfigError> {
-        let mut c = Self::default();
+        Self::from_map_over(Self::default(), map)
+    }
+
+    /// The keys of `map` set over `base`.
+    fn from_map_over(mut c: Self, map: &Map<String, Value>) -> Result<Self, ConfigError> {
         let mut errors = Vec::new();
         for (key, value) in map {
             if let Err(problem) = c.set(key, value) {
@@ -198,6 +227,7 @@ impl<'a> From<&'a Config> for record::Settings<'a> {
             span_name: &c.span_name,
             resource_from: c.resource_from,
             error_statuses: &c.error_statuses,
+            tags: &c.tags,
         }
     }
 }
@@ -534,6 +564,46 @@ mod tests {
         assert_eq!(
             err(r#"{"trustIncoming":["true"]}"#),
             "key \"trustIncoming\": a list is not a boolean (true, false, 1 or 0)"
+        );
+    }
+
+    #[test]
+    fn middleware_keys_win_over_the_environment() {
+        let env = env::Env::read(|name| {
+            Some(
+                match name {
+                    "DD_SERVICE" => "from-env",
+                    "DD_ENV" => "staging",
+                    "DD_VERSION" => "2.0",
+                    "DD_TAGS" => "team:edge",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        });
+        let c = Config::from_json_with_env(br#"{"service":"edge"}"#, &env).expect("valid");
+        assert_eq!(
+            (c.service.as_str(), c.env.as_str(), c.version.as_str()),
+            ("edge", "staging", "2.0")
+        );
+        assert_eq!(
+            c.tags,
+            BTreeMap::from([("team".to_owned(), "edge".to_owned())])
+        );
+        let c = Config::from_json_with_env(br#"{"env":"","version":"1"}"#, &env).expect("valid");
+        assert_eq!(
+            (c.service.as_str(), c.env.as_str(), c.version.as_str()),
+            ("from-env", "", "1"),
+            "a key given empty still wins"
+        );
+        let c = Config::from_json_with_env(b"", &env).expect("valid");
+        assert_eq!(
+            (c.service.as_str(), c.env.as_str()),
+            ("from-env", "staging")
+        );
+        assert_eq!(
+            Config::from_json_with_env(b"{}", &env::Env::default()),
+            Ok(Config::default())
         );
     }
 

@@ -117,16 +117,8 @@ fn rule(item: &Value) -> Result<SamplingRule, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sampling::rules::rule as r;
     use serde_json::json;
-
-    fn r(host: &str, path: Option<&str>, method: Option<&str>, rate: f64) -> SamplingRule {
-        SamplingRule {
-            host: host.into(),
-            path_prefix: path.map(Into::into),
-            method: method.map(Into::into),
-            rate: SampleRate::new(rate).expect("a rate"),
-        }
-    }
 
     #[test]
     fn accepts_the_list_the_indexed_map_and_the_json_string() {

@@ -16,8 +16,9 @@
 //! values beyond its cap into `other`, see [`crate::metrics::cardinality`]),
 //! `http.method` (`other` for non-standard methods),
 //! `http.status_code` and `http.status_class` (both omitted for status 0, the
-//! "unknown" of streamed responses). No `host:` tag: DogStatsD reads it as the
-//! reporting machine's hostname.
+//! "unknown" of streamed responses), then the record's `tags` (`DD_TAGS`)
+//! other than these. No `host:` tag: DogStatsD reads it as the reporting
+//! machine's hostname.
 
 pub use crate::metrics::cardinality::MAX_TAG_LEN;
 use crate::metrics::cardinality::{DEFAULT_MAX_RESOURCES, ResourceCap, method_tag};
@@ -108,8 +109,31 @@ pub fn request_tags_as(r: &Record, resource: &str) -> String {
     if r.origin.starts_with("synthetics") {
         push_tag(&mut t, "synthetics", "true");
     }
+    // The instance's tags (`DD_TAGS`, bounded when read), never one of the
+    // keys above.
+    for (k, v) in r
+        .tags
+        .iter()
+        .filter(|(k, _)| !OWN_TAGS.contains(&k.as_str()))
+    {
+        push_tag(&mut t, k, v);
+    }
     t
 }
+
+/// The keys of the request metrics' own tags, and `host`, which DogStatsD
+/// takes for the reporting machine's name.
+pub const OWN_TAGS: [&str; 9] = [
+    "host",
+    "env",
+    "service",
+    "version",
+    "resource",
+    "http.method",
+    "http.status_code",
+    "http.status_class",
+    "synthetics",
+];
 
 /// A duration in nanoseconds as seconds; negative durations count as 0.
 pub fn seconds(ns: i64) -> f64 {
@@ -357,6 +381,26 @@ mod tests {
         );
         r.origin = "rum".into();
         assert!(!request_tags(&r).contains("synthetics"));
+    }
+
+    #[test]
+    fn instance_tags_follow_the_own_tags_and_never_replace_them() {
+        let mut r = sample(200);
+        for (k, v) in [
+            ("team", "edge"),
+            ("region", "eu-west-1"),
+            ("env", "spoof"),
+            ("host", "spoof"),
+            ("http.status_code", "500"),
+            ("resource", "spoof"),
+        ] {
+            r.tags.insert(k.into(), v.into());
+        }
+        assert_eq!(
+            request_tags(&r),
+            "env:prod,service:edge,version:1.2.3,resource:a.example,http.method:GET,\
+             http.status_code:200,http.status_class:2xx,region:eu-west-1,team:edge"
+        );
     }
 
     #[test]

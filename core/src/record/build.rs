@@ -7,6 +7,7 @@ use super::facts::{RequestFacts, ResponseFacts};
 use super::resource::{ResourceFrom, resource};
 use super::status::{StatusSet, grpc_is_error};
 use crate::propagation::Propagation;
+use std::collections::BTreeMap;
 
 /// What a record takes from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +19,8 @@ pub struct Settings<'a> {
     pub resource_from: ResourceFrom,
     /// Statuses that mark the span as an error (`errorStatuses`).
     pub error_statuses: &'a StatusSet,
+    /// Tags every record carries (`DD_TAGS`).
+    pub tags: &'a BTreeMap<String, String>,
 }
 
 impl Record {
@@ -73,6 +76,7 @@ impl Record {
             propagation_error: trace.error().to_owned(),
             propagation_tags: trace.inherited_tags(),
             header_tags,
+            tags: settings.tags.clone(),
             metrics_sent: false,
             content_length: response.content_length,
             grpc_status: response.grpc_status,

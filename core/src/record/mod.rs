@@ -96,6 +96,11 @@ pub struct Record {
     /// without its value. The relay sums them (`plugin_unread_values`).
     #[serde(default)]
     pub unread_values: u16,
+    /// Tags every record of the instance carries (`DD_TAGS` from the
+    /// environment Traefik hands the plugin): span meta that never
+    /// overrides the span's own tags, and DogStatsD tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -218,6 +223,7 @@ pub mod sample {
             span_name: "traefik.request",
             resource_from: ResourceFrom::Host,
             error_statuses: &errors,
+            tags: &BTreeMap::new(),
         };
         Record::build(
             &settings,

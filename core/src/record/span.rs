@@ -13,6 +13,10 @@ pub const COMPONENT: &str = "traefik";
 /// `language`, as every Datadog tracer sets it (nginx-datadog: `cpp`).
 pub const LANGUAGE: &str = "rust";
 
+/// Unified service tagging's keys: the span's `service`, and its `env` and
+/// `version` meta, come from the record's fields only.
+pub const UNIFIED: [&str; 3] = ["service", "env", "version"];
+
 /// The trace agent's normalisation limits (`pkg/trace/traceutil`); the
 /// service's is the agent's key's ([`normalize_service`]).
 pub const MAX_NAME_LEN: usize = 100;
@@ -120,6 +124,17 @@ impl Span {
         for (k, v) in &r.header_tags {
             meta.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        // The instance's tags (`DD_TAGS`) neither: nor the unified service
+        // tags, which the record's own fields alone give.
+        for (k, v) in r
+            .tags
+            .iter()
+            .filter(|(k, _)| !UNIFIED.contains(&k.as_str()))
+        {
+            if !v.is_empty() {
+                meta.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         meta.insert("language".to_owned(), LANGUAGE.to_owned());
 
         let mut metrics = BTreeMap::new();
@@ -222,6 +237,37 @@ mod tests {
         let s = Span::from_record(&r);
         assert_eq!(s.meta["http.request_id"], "r-1");
         assert_eq!(s.meta["http.method"], "GET");
+    }
+
+    #[test]
+    fn instance_tags_are_added_but_never_override_the_schema() {
+        let mut r = sample(500);
+        r.env = String::new();
+        for (k, v) in [
+            ("team", "edge"),
+            ("http.status_code", "200"),
+            ("error.type", "none"),
+            ("component", "x"),
+            ("env", "spoof"),
+            ("version", "9"),
+            ("service", "other"),
+            ("empty", ""),
+        ] {
+            r.tags.insert(k.into(), v.into());
+        }
+        r.header_tags.insert("team".into(), "from-header".into());
+        let s = Span::from_record(&r);
+        assert_eq!(s.meta["team"], "from-header", "header tags first");
+        assert_eq!(s.meta["http.status_code"], "500");
+        assert_eq!(s.meta["error.type"], "server_error");
+        assert_eq!(s.meta["component"], "traefik");
+        assert_eq!(s.meta["version"], "1.2.3");
+        assert_eq!(s.service, "edge");
+        for absent in ["env", "service", "empty"] {
+            assert!(!s.meta.contains_key(absent), "{absent}: {:?}", s.meta);
+        }
+        r.header_tags.clear();
+        assert_eq!(Span::from_record(&r).meta["team"], "edge");
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub trait Host {
     fn status(&mut self) -> u16;
     /// Writes a line to the proxy's log.
     fn log(&mut self, level: Level, line: &[u8]);
+    /// Whether the proxy's log shows lines of `level`; `None`: the host
+    /// cannot tell (Traefik's says yes to every level, see
+    /// [`crate::transport::loss`]). Asked once per instance, at start.
+    fn log_enabled(&mut self, level: Level) -> Option<bool>;
 }
 
 /// A header's values as one read gave them.

@@ -42,7 +42,8 @@ pub fn bound_facts(f: &mut RequestFacts) {
 /// Makes `r` fit one frame: each value cut to its size, then, if the whole
 /// could still exceed [`BODY_BUDGET`] (many header tags, huge configured
 /// names), the longest value halved until it cannot, and as a last resort
-/// header tags dropped from the end. Deterministic; touches nothing in the
+/// header tags, then the configured tags (at most 1,024 bytes, see
+/// `config::env`), dropped from the end. Deterministic; touches nothing in the
 /// usual record.
 pub fn fit(r: &mut Record) {
     for (s, max) in [
@@ -63,7 +64,7 @@ pub fn fit(r: &mut Record) {
         cut(v, header_tags::MAX_VALUE_LEN);
     }
     while encoded_upper_bound(r) > BODY_BUDGET {
-        if !halve_longest(r) && r.header_tags.pop_last().is_none() {
+        if !halve_longest(r) && r.header_tags.pop_last().is_none() && r.tags.pop_last().is_none() {
             break;
         }
     }

@@ -20,6 +20,7 @@ pub use host::{Host, Level, Part, Side, Value};
 
 use crate::buffering::Observe;
 use crate::buffering::learned::{self, LearnedRoutes};
+use crate::config::env::Env;
 use crate::config::{Config, ConfigError};
 use crate::headers::canonical;
 use crate::headers::names::MAX_NAMES;
@@ -28,6 +29,8 @@ use crate::propagation::{self, Propagation, SamplingInput};
 use crate::record::Record;
 use crate::record::facts::{self, RequestFacts};
 use crate::sampling::agent::{self, Follow};
+use crate::transport::Mode;
+use crate::transport::loss;
 use crate::transport::network::UdpSys;
 use crate::transport::pipe::PipeSys;
 use crate::transport::route::{LineLevel, Outlets};
@@ -35,7 +38,7 @@ use crate::transport::spool::SpoolSys;
 use crate::transport::watch::{self, Change, FileSys, Watch};
 use host::Reader;
 use limits::{MAX_CLIENT_ADDR, MAX_HOST, MAX_METHOD, MAX_PATH, MAX_PROTOCOL, MAX_USER_AGENT};
-use outlet::Outlet;
+use outlet::{Outlet, Trouble};
 use std::collections::BTreeMap;
 
 /// The system calls an instance makes besides the host's: those of each
@@ -51,6 +54,9 @@ pub trait System {
     fn spool(&mut self) -> Self::Spool;
     /// `None`: this build has no sockets (plugin.wasm).
     fn udp(&mut self) -> Option<Self::Udp>;
+    /// An environment variable of the instance (Traefik passes those its
+    /// static `settings.envs` names); read at start only.
+    fn env(&mut self, name: &str) -> Option<String>;
 }
 
 /// A plugin instance whose configuration validated.
@@ -63,6 +69,11 @@ pub struct Instance<S: System> {
     learned_watch: Option<Watch<S::Files>>,
     rates: Option<Follow<S::Files>>,
     outlet: Outlet<S>,
+    /// For looking into why records cannot reach the relay (see
+    /// [`crate::transport::loss`]), and the host's answer whether its log
+    /// shows INFO lines.
+    files: S::Files,
+    info_shown: Option<bool>,
     in_flight: Option<InFlight>,
     /// Aborted calls recovered from since the last record, which carries
     /// them to the relay.
@@ -92,8 +103,20 @@ impl<S: System> Instance<S> {
     /// traffic through untouched, which the log says once, naming each key
     /// at fault. `seeds`: what differs between instances even though the
     /// host may seed their randomness identically (see `IdGenerator`).
+    /// The environment's unified service tags (`DD_SERVICE`, `DD_ENV`,
+    /// `DD_VERSION`, `DD_TAGS`) are read here, once: defaults under the
+    /// Middleware's own keys.
     pub fn start(config: &[u8], seeds: &[u64], mut sys: S, host: &mut impl Host) -> Option<Self> {
-        match Config::from_json(config) {
+        let env = Env::read(|name| sys.env(name));
+        if env.skipped.total() > 0 {
+            let msg = format!(
+                "traefik-datadog: DD_TAGS: {} entries left out ({}); the others apply",
+                env.skipped.total(),
+                env.skipped
+            );
+            host.log(Level::Warn, msg.as_bytes());
+        }
+        match Config::from_json_with_env(config, &env) {
             Ok(config) => Some(Self::new(config, seeds, &mut sys, host)),
             Err(e) => {
                 host.log(Level::Error, config_error_line(&e).as_bytes());
@@ -112,6 +135,24 @@ impl<S: System> Instance<S> {
         }
         let mounted = config.mode.uses_pipe(sockets);
         let beside = |name| watch::beside(&config.pipe_path, name);
+        let mut outlet = Outlet::new(&config, sys);
+        let mut files = sys.files();
+        let info_shown = (config.mode == Mode::Log || outlet.watching || outlet.has_network())
+            .then(|| host.log_enabled(Level::Info))
+            .flatten();
+        if config.mode == Mode::Log {
+            if let Some(line) = loss::log_mode(info_shown) {
+                host.log(Level::Error, line.as_bytes());
+            }
+        }
+        if outlet.watching && !files.is_dir(loss::split(&config.pipe_path).0) {
+            // Nothing beside the FIFO will ever open: said now, and only this.
+            outlet.watching = false;
+            if !outlet.has_network() {
+                let line = loss::no_mount(config.mode, &config.pipe_path, info_shown);
+                host.log(Level::Error, line.as_bytes());
+            }
+        }
         Self {
             ids: IdGenerator::new(seeds),
             learned: LearnedRoutes::default(),
@@ -124,7 +165,9 @@ impl<S: System> Instance<S> {
                     &config.env,
                 )
             }),
-            outlet: Outlet::new(&config, sys),
+            outlet,
+            files,
+            info_shown,
             in_flight: None,
             recovered: 0,
             config,
@@ -238,7 +281,11 @@ impl<S: System> Instance<S> {
             );
             // Whatever the request carried, the record now fits one frame.
             limits::fit(&mut record);
-            if let Err(level) = self.outlet.send(&mut record, end_ns) {
+            let sent = self.outlet.send(&mut record, end_ns);
+            if self.outlet.trouble.is_some() {
+                self.look_into_trouble(r.host);
+            }
+            if let Err(level) = sent {
                 // Only the line shows the protocol: asked of the host now.
                 record.protocol = r.part(Part::Protocol, MAX_PROTOCOL);
                 let line = crate::wire::fallback::encode(&record);
@@ -246,6 +293,41 @@ impl<S: System> Instance<S> {
             }
         }
         self.in_flight = None;
+    }
+
+    /// Says, once per instance, when the pipe's and the spool's failures
+    /// mean records never reach the relay: a spool that cannot be written,
+    /// or a missing FIFO while the relay reads another one beside it. A
+    /// missing FIFO alone is a relay not started yet: the spool keeps the
+    /// records. Runs only after a failure, at most once per retry window.
+    fn look_into_trouble(&mut self, host: &mut impl Host) {
+        let line = match self.outlet.trouble.take() {
+            Some(Trouble::Unwritable(pipe, spool)) => Some(loss::spool_unwritable(
+                self.config.mode,
+                &self.config.pipe_path,
+                pipe,
+                spool,
+                self.info_shown,
+            )),
+            Some(Trouble::PipeMissing) => {
+                let (dir, name) = loss::split(&self.config.pipe_path);
+                self.files
+                    .special_files(dir)
+                    .into_iter()
+                    .find(|f| f != name && !f.ends_with(".sock") && !f.ends_with(".socket"))
+                    .map(|found| loss::other_fifo(&self.config.pipe_path, &found))
+            }
+            Some(Trouble::RelayUnreachable) => {
+                let line = loss::relay_unreachable(self.config.relay_address, self.info_shown);
+                host.log(Level::Error, line.as_bytes());
+                return;
+            }
+            None => None,
+        };
+        if let Some(line) = line {
+            self.outlet.watching = false;
+            host.log(Level::Error, line.as_bytes());
+        }
     }
 
     /// Looks at the learned routes' file, at most every few seconds.
@@ -305,3 +387,6 @@ impl From<LineLevel> for Level {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod loss_tests;

@@ -8,10 +8,11 @@ use super::System;
 use crate::config::Config;
 use crate::metrics::dogstatsd::{self, Names, Packer, UDP_MAX_DATAGRAM};
 use crate::record::Record;
+use crate::transport::loss::{self, errno};
 use crate::transport::network::{Dest, Link, UdpSys};
-use crate::transport::pipe::Pipe;
+use crate::transport::pipe::{Fallback, Pipe};
 use crate::transport::route::{Failed, LineLevel, Outlets, Step};
-use crate::transport::spool::Spool;
+use crate::transport::spool::{Spool, SpoolError};
 use crate::wire::binary;
 use crate::wire::mac::MacKey;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +24,27 @@ pub struct Outlet<S: System> {
     spool: Spool<S::Spool>,
     /// Always `None` in a build without sockets, where the type has no value.
     net: Option<Net<S::Udp>>,
+    /// Why the pipe and the spool failed, for the instance to look into
+    /// and say once (see [`crate::transport::loss`]); `watching` false once
+    /// there is nothing left to say.
+    pub trouble: Option<Trouble>,
+    pub watching: bool,
+    /// Whether [`Trouble::RelayUnreachable`] was raised already: once per
+    /// instance.
+    relay_trouble_raised: bool,
+}
+
+/// A failure of the FIFO or the spool that may mean records never reach
+/// the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// No FIFO at `pipePath`, the spool took the record: a relay not
+    /// started yet, or one reading another name.
+    PipeMissing,
+    /// Neither took it, for a reason that lasts.
+    Unwritable(Fallback, SpoolError),
+    /// UDP to the relay failed and the record became an INFO line.
+    RelayUnreachable,
 }
 
 impl<S: System> Outlet<S> {
@@ -36,7 +58,16 @@ impl<S: System> Outlet<S> {
                 .then(|| Pipe::new(sys.pipe(), &config.pipe_path)),
             spool: Spool::with_limit(sys.spool(), &config.pipe_path, config.spool_max_bytes),
             net: udp.filter(|_| outlets.network).map(|u| Net::new(config, u)),
+            trouble: None,
+            watching: outlets.pipe,
+            relay_trouble_raised: false,
         }
+    }
+
+    /// Whether records may also go over UDP (the socket build's `auto` and
+    /// `network` modes): then a missing mount loses nothing.
+    pub fn has_network(&self) -> bool {
+        self.outlets.network
     }
 
     /// Sends a record along its route. `now_ns`: the request's end, read
@@ -47,22 +78,39 @@ impl<S: System> Outlet<S> {
         let mut route = self.outlets.route();
         let mut step = route.first();
         let mut frame = None;
+        let mut pipe_failed = None;
+        let mut net_failed = false;
         loop {
             let failed = match step {
                 Step::Pipe => match (self.pipe.as_mut(), binary::encode(record)) {
-                    (Some(pipe), Ok(f)) => {
-                        if pipe.send(&f, now_ns).is_ok() {
-                            return Ok(());
+                    (Some(pipe), Ok(f)) => match pipe.send(&f, now_ns) {
+                        Ok(()) => return Ok(()),
+                        Err(why) => {
+                            pipe_failed = Some(why);
+                            frame = Some(f);
+                            Failed::Pipe
                         }
-                        frame = Some(f);
-                        Failed::Pipe
-                    }
+                    },
                     _ => Failed::Encode,
                 },
                 Step::Spool => match frame.as_ref() {
                     Some(f) => match self.spool.append(f, now_ns) {
-                        Ok(()) => return Ok(()),
-                        Err(e) => Failed::Spool(e),
+                        Ok(()) => {
+                            if self.watching
+                                && pipe_failed == Some(Fallback::Unavailable(errno::ENOENT))
+                            {
+                                self.trouble = Some(Trouble::PipeMissing);
+                            }
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            if let (true, Some(p), true) =
+                                (self.watching, pipe_failed, loss::spool_failure_lasts(e))
+                            {
+                                self.trouble = Some(Trouble::Unwritable(p, e));
+                            }
+                            Failed::Spool(e)
+                        }
                     },
                     None => Failed::Encode,
                 },
@@ -72,9 +120,16 @@ impl<S: System> Outlet<S> {
                             return Ok(());
                         }
                     }
+                    net_failed = true;
                     Failed::Network
                 }
-                Step::Line(level) => return Err(level),
+                Step::Line(level) => {
+                    if net_failed && level == LineLevel::Info && !self.relay_trouble_raised {
+                        self.relay_trouble_raised = true;
+                        self.trouble = Some(Trouble::RelayUnreachable);
+                    }
+                    return Err(level);
+                }
             };
             step = route.next(failed);
         }

@@ -7,6 +7,7 @@
 
 use super::System;
 use super::host::{Host, Level, NamesSpace, Part, Side, Space};
+use crate::transport::loss::errno;
 use crate::transport::network::{Dest, UdpSys};
 use crate::transport::pipe::{PipeSys, WriteError};
 use crate::transport::spool::SpoolSys;
@@ -38,6 +39,9 @@ pub struct StandIn {
     pub set: Vec<(String, String)>,
     pub removed: Vec<String>,
     pub log: Vec<(Level, String)>,
+    /// The quietest level the log shows; `None`: the host cannot tell, as
+    /// Traefik's (the default).
+    pub log_shows: Option<Level>,
     /// The headers asked for, in order.
     pub asked: Vec<(Side, String)>,
     /// Host calls by their http-wasm name (the clock is WASI's, not counted).
@@ -76,6 +80,7 @@ impl Default for StandIn {
             set: Vec::new(),
             removed: Vec::new(),
             log: Vec::new(),
+            log_shows: None,
             asked: Vec::new(),
             calls: BTreeMap::new(),
         }
@@ -210,6 +215,16 @@ impl Host for StandIn {
         self.log
             .push((level, String::from_utf8_lossy(line).into_owned()));
     }
+
+    fn log_enabled(&mut self, level: Level) -> Option<bool> {
+        self.count("log_enabled");
+        let rank = |l: Level| match l {
+            Level::Info => 0,
+            Level::Warn => 1,
+            Level::Error => 2,
+        };
+        self.log_shows.map(|shows| rank(level) >= rank(shows))
+    }
 }
 
 /// What lies beside the proxy: the FIFO and its reader, the spool file, the
@@ -228,6 +243,17 @@ pub struct Outside {
     pub datagrams: Vec<(Dest, Vec<u8>)>,
     /// Published files by path: bytes and modification time.
     pub files: BTreeMap<String, (Vec<u8>, i64)>,
+    /// Whether no directory is mounted at the FIFO's: then nothing beside
+    /// it opens (the default: mounted).
+    pub unmounted: bool,
+    /// Why the spool cannot be opened (errno), though mounted.
+    pub spool_errno: Option<i32>,
+    /// FIFOs lying beside ours, by name (another relay's).
+    pub other_fifos: Vec<String>,
+    /// The instance's environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Why a datagram cannot be sent (errno): no relay on its port.
+    pub udp_errno: Option<i32>,
 }
 
 /// The system calls of a [`crate::request::Instance`], over an [`Outside`]
@@ -253,9 +279,9 @@ impl StandInSystem {
     }
 }
 
-/// `ENXIO`: a FIFO without a reader; `ENOENT`: no mount.
-const ENXIO: i32 = 6;
-const ENOENT: i32 = 2;
+/// WASI's `ENXIO`: a FIFO without a reader; `ENOENT`: no such file.
+const ENXIO: i32 = errno::ENXIO;
+const ENOENT: i32 = errno::ENOENT;
 
 /// A handle on the [`Outside`] for each transport.
 #[derive(Debug, Clone)]
@@ -282,14 +308,23 @@ impl System for StandInSystem {
     fn udp(&mut self) -> Option<Handle> {
         self.sockets.then(|| Handle(self.outside.clone()))
     }
+
+    fn env(&mut self, name: &str) -> Option<String> {
+        self.outside.borrow().env.get(name).cloned()
+    }
 }
 
 impl PipeSys for Handle {
     fn open(&mut self, _path: &str) -> Result<i32, i32> {
-        if self.0.borrow().reader {
+        let o = self.0.borrow();
+        if o.unmounted {
+            Err(errno::ENOTCAPABLE)
+        } else if o.reader {
             Ok(3)
-        } else {
+        } else if o.other_fifos.is_empty() {
             Err(ENXIO)
+        } else {
+            Err(errno::ENOENT)
         }
     }
 
@@ -307,10 +342,12 @@ impl PipeSys for Handle {
 
 impl SpoolSys for Handle {
     fn open_append(&mut self, _path: &str) -> Result<i32, i32> {
-        if self.0.borrow().mounted {
-            Ok(4)
-        } else {
-            Err(ENOENT)
+        let o = self.0.borrow();
+        match o.spool_errno {
+            _ if o.unmounted => Err(errno::ENOTCAPABLE),
+            Some(e) => Err(e),
+            None if o.mounted => Ok(4),
+            None => Err(ENOENT),
         }
     }
 
@@ -341,6 +378,14 @@ impl FileSys for Handle {
         let (bytes, _) = o.files.get(path)?;
         Some(bytes[..bytes.len().min(max as usize)].to_vec())
     }
+
+    fn is_dir(&mut self, _path: &str) -> bool {
+        !self.0.borrow().unmounted
+    }
+
+    fn special_files(&mut self, _dir: &str) -> Vec<String> {
+        self.0.borrow().other_fifos.clone()
+    }
 }
 
 impl UdpSys for Handle {
@@ -357,6 +402,9 @@ impl UdpSys for Handle {
 
     fn send(&mut self, fd: i32, datagram: &[u8]) -> Result<usize, i32> {
         let dest = if fd == 10 { Dest::Relay } else { Dest::Statsd };
+        if let Some(e) = self.0.borrow().udp_errno {
+            return Err(e);
+        }
         self.0
             .borrow_mut()
             .datagrams

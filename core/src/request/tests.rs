@@ -114,6 +114,7 @@ fn a_buffered_request_gives_this_exact_record_and_these_calls() {
         grpc_status: None,
         recovered_calls: 0,
         unread_values: 0,
+        tags: BTreeMap::new(),
     };
     assert_eq!(one_record(&sys), want);
     assert!(host.buffered);
@@ -136,8 +137,15 @@ fn a_buffered_request_gives_this_exact_record_and_these_calls() {
 fn a_log_mode_record_is_one_line_with_the_protocol_read_for_it() {
     let sys = StandInSystem::relay_reading();
     let (mut i, mut host) = start(r#"{"service":"edge","mode":"log"}"#, &sys);
-    // Said once at start: log mode cannot follow the agent's rates.
+    // Said once at start: where the lines go (see loss_tests.rs), and that
+    // log mode cannot follow the agent's rates.
     assert!(host.log.remove(0).1.contains("has no mounted directory"));
+    assert!(
+        host.log
+            .remove(0)
+            .1
+            .contains("mode \"log\": records go out as INFO")
+    );
     let mut want_calls = default_calls();
     want_calls.insert("get_protocol_version", 1);
     want_calls.insert("log", 1);
@@ -160,15 +168,18 @@ fn without_a_reader_the_record_goes_to_the_spool_and_without_a_mount_to_a_line()
     let spooled = sys.outside.borrow().spooled.clone();
     assert_eq!(spooled.len(), 1);
     assert_eq!(binary::decode(&spooled[0]).map(|r| r.status), Ok(200));
-    // No mount at all: the line, at INFO in auto mode, at ERROR in pipe mode.
+    // No mount at all: said once at start (loss_tests.rs), then the line,
+    // at INFO in auto mode, at ERROR in pipe mode.
     for (mode, level) in [("auto", Level::Info), ("pipe", Level::Error)] {
         let sys = StandInSystem::relay_reading();
-        {
-            let mut o = sys.outside.borrow_mut();
-            o.reader = false;
-            o.mounted = false;
-        }
+        sys.outside.borrow_mut().unmounted = true;
         let (mut i, mut host) = start(&format!(r#"{{"mode":"{mode}"}}"#), &sys);
+        assert!(
+            host.log
+                .remove(0)
+                .1
+                .contains("no directory mounted at /run/dd")
+        );
         serve(&mut i, &mut host);
         assert_eq!(host.log.len(), 1, "{mode}");
         assert_eq!(host.log[0].0, level, "{mode}");

@@ -68,18 +68,27 @@ pub fn source(
     }
 }
 
+/// A rule from its parts, for the tests of this module and of the
+/// configuration that parses rules.
+#[cfg(test)]
+pub(crate) fn rule(
+    host: &str,
+    path: Option<&str>,
+    method: Option<&str>,
+    rate: f64,
+) -> SamplingRule {
+    SamplingRule {
+        host: host.into(),
+        path_prefix: path.map(Into::into),
+        method: method.map(Into::into),
+        rate: SampleRate::new(rate).expect("a rate"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::rule as r;
     use super::*;
-
-    fn r(host: &str, path: Option<&str>, method: Option<&str>, rate: f64) -> SamplingRule {
-        SamplingRule {
-            host: host.into(),
-            path_prefix: path.map(Into::into),
-            method: method.map(Into::into),
-            rate: SampleRate::new(rate).expect("a rate"),
-        }
-    }
 
     #[test]
     fn first_matching_rule_then_catch_all_then_agent_then_default() {

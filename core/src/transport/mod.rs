@@ -5,6 +5,7 @@
 //! in through the files the relay publishes beside the FIFO ([`watch`]);
 //! and which of them a record takes, in which order ([`route`]).
 
+pub mod loss;
 pub mod network;
 pub mod pipe;
 pub mod route;

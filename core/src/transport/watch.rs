@@ -18,13 +18,30 @@ pub struct Stamp {
     pub modified_ns: i64,
 }
 
-/// The two file system calls a watch needs.
+/// The file system calls a watch needs, and the two an instance makes to
+/// tell why its records cannot reach the relay (see
+/// [`crate::transport::loss`]): never on a request that a FIFO took.
 pub trait FileSys {
     /// `None`: no such file (or no mount).
     fn stat(&mut self, path: &str) -> Option<Stamp>;
     /// The whole file, at most `max` bytes; `None` if it cannot be read.
     fn read(&mut self, path: &str, max: u64) -> Option<Vec<u8>>;
+    /// Whether `path` is a directory the instance can reach (mounted).
+    /// By default yes: a file system that cannot tell claims no missing
+    /// mount.
+    fn is_dir(&mut self, _path: &str) -> bool {
+        true
+    }
+    /// The names in directory `dir` that are neither regular files,
+    /// directories nor symbolic links: FIFOs (WASI has no type for them)
+    /// and sockets; the first [`MAX_SPECIAL`]. By default none.
+    fn special_files(&mut self, _dir: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
+
+/// Special files listed at most.
+pub const MAX_SPECIAL: usize = 16;
 
 /// What a poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -125,6 +125,9 @@ line_fields! { r, line;
     recovered_calls: u32 = r.recovered_calls => recovered_calls: line.recovered_calls;
     #[serde(rename = "dd.unread_values", default, skip_serializing_if = "is_zero")]
     unread_values: u16 = r.unread_values => unread_values: line.unread_values;
+    #[serde(rename = "dd.tags", default, skip_serializing_if = "no_tags")]
+    tags: Cow<'a, BTreeMap<String, String>> = Cow::Borrowed(&r.tags)
+        => tags: line.tags.into_owned();
 }
 
 fn decimal_id(field: &'static str, v: &str) -> Result<u64, LineError> {
@@ -279,6 +282,16 @@ mod tests {
         assert!(line.ends_with(r#","dd.recovered_calls":2,"dd.unread_values":3}"#));
         assert_eq!(decode(&line).expect("decodes"), r);
         assert!(!encode(&sample(200)).contains("recovered"));
+    }
+
+    #[test]
+    fn round_trips_the_tags_only_when_there_are_some() {
+        let mut r = sample(200);
+        r.tags.insert("team".into(), "edge".into());
+        let line = encode(&r);
+        assert!(line.ends_with(r#","dd.tags":{"team":"edge"}}"#));
+        assert_eq!(decode(&line).expect("decodes"), r);
+        assert!(!encode(&sample(200)).contains("dd.tags"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 # The monitors of deploy/datadog/monitors/*.json as Terraform resources (same names,
-# queries, thresholds and options; integration/test_datadog_queries.py compares them).
+# queries, thresholds and options; integration/shipped/test_datadog_queries.py compares them).
 
 resource "datadog_monitor" "error_rate_per_host" {
   name     = "[Traefik] {{resource_name.name}}: error rate above 5%"

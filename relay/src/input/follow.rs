@@ -483,12 +483,46 @@ pub struct Options {
 }
 
 pub fn start(o: Options, queue: Queue) -> Result<JoinHandle<()>, String> {
+    check_path(&o.path)?;
     let saved = load_state(&o.state)?;
     let follower = Follower::new(&o.path, o.max_line, o.from, saved);
     std::thread::Builder::new()
         .name("input-follow".into())
-        .spawn(move || run(follower, &o.state, &queue))
+        .spawn(move || {
+            let _alive = crate::health::global().watch("input follow");
+            run(follower, &o.state, &queue);
+        })
         .map_err(|e| format!("--follow: cannot start thread: {e}"))
+}
+
+/// What can never become a file to follow fails the start: a directory,
+/// or a path under something that is not a directory. A file that does not
+/// exist yet is waited for (Traefik creates it), as is a missing directory
+/// (a volume mounted late), said once.
+fn check_path(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(format!(
+            "--follow: {} is a directory; give the path of Traefik's log file (its --log.filePath)",
+            path.display()
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(d) = dir.filter(|d| !d.exists()) {
+                warn!(
+                    "--follow: the directory {} does not exist yet; waiting for {} to appear",
+                    d.display(),
+                    path.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(format!(
+            "--follow: {}: a part of the path is not a directory",
+            path.display()
+        )),
+        Err(e) => Err(format!("--follow: {}: {e}", path.display())),
+    }
 }
 
 fn run(mut follower: Follower, state: &Path, queue: &Queue) {

@@ -258,3 +258,30 @@ fn state_line_round_trips_and_rejects_junk() {
     assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
 }
+
+#[test]
+fn paths_that_can_never_be_a_log_file_fail_the_start() {
+    let dir = std::env::temp_dir().join(format!("tdp-follow-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    assert_eq!(
+        check_path(&dir),
+        Err(format!(
+            "--follow: {} is a directory; give the path of Traefik's log file (its --log.filePath)",
+            dir.display()
+        ))
+    );
+    let file = dir.join("traefik.log");
+    std::fs::write(&file, b"").expect("file");
+    assert_eq!(check_path(&file), Ok(()));
+    assert_eq!(
+        check_path(&file.join("x.log")),
+        Err(format!(
+            "--follow: {}: a part of the path is not a directory",
+            file.join("x.log").display()
+        ))
+    );
+    // Not there yet (or its directory): waited for.
+    assert_eq!(check_path(&dir.join("later.log")), Ok(()));
+    assert_eq!(check_path(&dir.join("nodir/later.log")), Ok(()));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

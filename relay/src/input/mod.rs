@@ -15,6 +15,7 @@ pub mod traefik_line;
 pub mod udp;
 pub mod weight;
 
+use crate::settings::InputSettings;
 pub use crate::source::Source;
 use crate::telemetry::Counters;
 use std::ops::Deref;
@@ -269,6 +270,40 @@ impl Queue {
         held(waiting);
         batch.len()
     }
+}
+
+/// Starts every input `s` names, each on its own thread, and returns which
+/// they are with the pipeline's end of their queue, which disconnects once
+/// every input has ended.
+pub fn start(s: &InputSettings, counters: &Arc<Counters>) -> Result<(Vec<Source>, Intake), String> {
+    let (queue, intake) = Queue::new(s.queue_size, counters.clone());
+    let queue = queue.with_max_bytes(s.queue_bytes);
+    let mut inputs = Vec::new();
+    if let Some(p) = &s.pipe {
+        fifo_mode::prepare(&p.path, p.group)?;
+        pipe::start(&p.path, queue.clone())?;
+        inputs.push(Source::Pipe);
+    }
+    if s.stdin {
+        stdin::start(queue.clone(), s.echo_records, s.max_line_bytes)
+            .map_err(|e| format!("--stdin: cannot start thread: {e}"))?;
+        inputs.push(Source::Stdin);
+    }
+    if let Some(f) = &s.follow {
+        let options = follow::Options {
+            path: f.path.clone(),
+            state: f.state.clone(),
+            from: f.from,
+            max_line: s.max_line_bytes,
+        };
+        follow::start(options, queue.clone())?;
+        inputs.push(Source::Follow);
+    }
+    if let Some(u) = &s.udp {
+        udp::start(&u.addr, u.buffer_bytes, queue.clone(), u.key.clone())?;
+        inputs.push(Source::Udp);
+    }
+    Ok((inputs, intake))
 }
 
 #[cfg(test)]

@@ -87,7 +87,10 @@ pub fn start(path: &Path, queue: Queue) -> Result<JoinHandle<()>, String> {
     let shown = path.display().to_string();
     std::thread::Builder::new()
         .name("input-pipe".into())
-        .spawn(move || run(file, &queue, &shown, coalesce_for(granted)))
+        .spawn(move || {
+            let _alive = crate::health::global().watch("input pipe");
+            run(file, &queue, &shown, coalesce_for(granted));
+        })
         .map_err(|e| format!("--pipe: cannot start thread: {e}"))
 }
 

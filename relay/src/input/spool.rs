@@ -153,7 +153,10 @@ pub fn start(fifo: &Path, queue: Queue) -> Result<JoinHandle<()>, String> {
     d.adopt_leftovers();
     std::thread::Builder::new()
         .name("input-spool".into())
-        .spawn(move || d.run(&queue))
+        .spawn(move || {
+            let _alive = crate::health::global().watch("input pipe (spool)");
+            d.run(&queue);
+        })
         .map_err(|e| format!("--pipe: cannot start the spool thread: {e}"))
 }
 

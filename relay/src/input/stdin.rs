@@ -17,16 +17,87 @@ pub fn start(queue: Queue, echo: bool, max_line: usize) -> io::Result<JoinHandle
     std::thread::Builder::new()
         .name("input-stdin".into())
         .spawn(move || {
+            let mut guard = crate::health::global().watch("input stdin");
             let stdin = io::stdin();
-            let stdout = io::stdout();
-            let mut sink = Passthrough::new(
-                queue,
-                echo,
-                io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
-            );
+            let mut sink = Passthrough::new(queue, echo, LineOut::new(crate::log::Stdout));
             run(&mut stdin.lock(), &mut sink, max_line);
+            // The last line, if it has no newline, before the relay's own.
+            drop(sink);
             info!("stdin: end of input");
+            guard.ending("end of input (Traefik's output closed)");
         })
+}
+
+/// Traefik's copied lines, buffered and written to stdout whole lines at a
+/// time, each write under the lock of [`crate::log::Stdout`]: the relay's
+/// own info lines take the same lock, so neither lands inside the other,
+/// and one of them after a line without its newline starts on a new line
+/// (the newline is the relay's: the copied bytes are unchanged). A piece of a
+/// line waits for its end, up to [`LineOut::MAX_TAIL`] (a longer line is
+/// written in pieces, and only such a line can be split).
+pub struct LineOut<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> LineOut<W> {
+    pub const MAX_TAIL: usize = 64 * 1024;
+
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Writes what ends a line (everything past [`Self::MAX_TAIL`]).
+    fn drain(&mut self, all: bool) -> io::Result<()> {
+        let end = if all || self.buf.len() > Self::MAX_TAIL {
+            self.buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &self.buf) {
+                Some(i) => i + 1,
+                None => return Ok(()),
+            }
+        };
+        if end == 0 {
+            return Ok(());
+        }
+        let r = self
+            .out
+            .write_all(&self.buf[..end])
+            .and_then(|()| self.out.flush());
+        self.buf.drain(..end);
+        r
+    }
+
+    /// Everything written so far, the unfinished line included.
+    #[cfg(test)]
+    pub fn written(&mut self) -> &W {
+        let _ = self.drain(true);
+        &self.out
+    }
+}
+
+impl<W: Write> Write for LineOut<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= 64 * 1024 {
+            self.drain(false)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain(false)
+    }
+}
+
+impl<W: Write> Drop for LineOut<W> {
+    /// The last line may lack its newline (end of input): written as is.
+    fn drop(&mut self) {
+        let _ = self.drain(true);
+    }
 }
 
 /// Reads `input` to its end through `sink`.
@@ -206,6 +277,31 @@ mod tests {
         let s = counters.snapshot();
         assert_eq!(s.received[Source::Stdin as usize], 2);
         assert_eq!(s.malformed[Source::Stdin as usize], 1);
+    }
+
+    #[test]
+    fn copied_lines_leave_whole() {
+        /// Records each write it gets.
+        #[derive(Default)]
+        struct Writes(Vec<Vec<u8>>);
+        impl Write for Writes {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.push(b.to_vec());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = LineOut::new(Writes::default());
+        w.write_all(b"one\ntw").expect("write");
+        w.flush().expect("flush");
+        w.write_all(b"o\nthree").expect("write");
+        w.flush().expect("flush");
+        assert_eq!(
+            w.written().0,
+            vec![b"one\n".to_vec(), b"two\n".to_vec(), b"three".to_vec()]
+        );
     }
 
     #[test]

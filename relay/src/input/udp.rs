@@ -109,7 +109,10 @@ pub fn start(
     );
     std::thread::Builder::new()
         .name("input-udp".into())
-        .spawn(move || run(&sock, &queue, &shown, coalesce, key.as_ref()))
+        .spawn(move || {
+            let _alive = crate::health::global().watch("input udp");
+            run(&sock, &queue, &shown, coalesce, key.as_ref());
+        })
         .map_err(|e| format!("--udp: cannot start thread: {e}"))
 }
 

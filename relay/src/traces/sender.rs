@@ -37,6 +37,8 @@ pub struct Sender {
     pub jitter: Jitter,
     /// Where the plugin's instances read the rates.
     pub rates_file: crate::rates_file::RatesFile,
+    /// The relay's container, as headers (`crate::container::Origin`).
+    pub origin: Vec<(&'static str, String)>,
 }
 
 /// The retry policy of the relay's flags.
@@ -58,9 +60,10 @@ pub fn jitter_seed() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-/// The request headers for a payload of `traces` traces.
-pub fn headers(traces: usize) -> Vec<(&'static str, String)> {
-    vec![
+/// The request headers for a payload of `traces` traces, then `origin`'s
+/// (the container ID headers, as Datadog's clients send them).
+pub fn headers(traces: usize, origin: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut h = vec![
         ("Content-Type", "application/msgpack".to_owned()),
         ("X-Datadog-Trace-Count", traces.to_string()),
         ("Datadog-Meta-Lang", "rust".to_owned()),
@@ -73,7 +76,9 @@ pub fn headers(traces: usize) -> Vec<(&'static str, String)> {
             env!("CARGO_PKG_VERSION").to_owned(),
         ),
         ("Datadog-Send-Real-Http-Status", "yes".to_owned()),
-    ]
+    ];
+    h.extend_from_slice(origin);
+    h
 }
 
 /// `rate_by_service` from the agent's answer, if it has one.
@@ -91,7 +96,10 @@ impl Sender {
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("trace-sender".into())
-            .spawn(move || self.run())
+            .spawn(move || {
+                let _alive = crate::health::global().watch("trace sender");
+                self.run();
+            })
     }
 
     fn run(mut self) {
@@ -126,6 +134,7 @@ impl Sender {
         // --batch-bytes and is held while the agent is down.
         let body = Bytes::from(p.body);
         let started = Instant::now();
+        let headers = headers(traces, &self.origin);
         let mut attempt = 0;
         loop {
             let Some(budget) = self.budget(started) else {
@@ -133,7 +142,7 @@ impl Sender {
                 return;
             };
             attempt += 1;
-            let result = self.client.put(PATH, &headers(traces), &body, budget);
+            let result = self.client.put(PATH, &headers, &body, budget);
             let answer = match &result {
                 Ok(r) => Answer::Status(r.status),
                 Err(_) => Answer::None,
@@ -148,9 +157,12 @@ impl Sender {
                 Counters::add(&self.counters.spans_sent, n);
                 Counters::add(&self.counters.payloads_sent, 1);
                 health.up(&self.agent);
+                crate::health::global().agent_answered();
                 return;
             }
             Counters::add(&self.counters.agent_errors, 1);
+            // Refused (4xx) is still an answer: the agent is there.
+            let answered = matches!(&result, Ok(r) if r.status < 500);
             let why = match result {
                 Ok(r) => {
                     let text = String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
@@ -163,6 +175,7 @@ impl Sender {
             match next {
                 Next::RetryAfter(wait) => {
                     health.down(&self.agent, &why, self.buffer.spans());
+                    crate::health::global().agent_failed(&why);
                     Counters::add(&self.counters.payloads_retried, 1);
                     if !self.buffer.backoff(wait) {
                         Counters::add(&self.counters.dropped_shutdown, n);
@@ -171,7 +184,10 @@ impl Sender {
                 }
                 Next::Drop(reason) => {
                     Counters::add(&self.counters.dropped_rejected, n);
-                    if let Some(h) = health.throttle.allow() {
+                    if answered {
+                        crate::health::global().agent_answered();
+                    }
+                    if let Some(h) = health.drops.allow() {
                         error!(
                             "agent {}: payload of {n} spans dropped ({}, {attempt} attempts in {:.1}s): {why}{}",
                             self.agent,
@@ -202,6 +218,9 @@ impl Sender {
 struct Health {
     down_since: Option<Instant>,
     throttle: Throttle,
+    /// Dropped payloads, apart: the warnings of an outage must not hide
+    /// the error that says spans were lost.
+    drops: Throttle,
 }
 
 impl Default for Health {
@@ -209,6 +228,7 @@ impl Default for Health {
         Self {
             down_since: None,
             throttle: Throttle::new(Duration::from_secs(10)),
+            drops: Throttle::new(Duration::from_secs(10)),
         }
     }
 }
@@ -259,6 +279,7 @@ mod tests {
         ) -> Result<Response, HttpError> {
             assert_eq!(path, PATH);
             assert_eq!(headers[1].0, "X-Datadog-Trace-Count");
+            assert_eq!(headers[6], ("Datadog-Container-ID", "abc".to_owned()));
             self.budgets
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -304,6 +325,7 @@ mod tests {
             policy,
             jitter: Jitter::new(7),
             rates_file: crate::rates_file::RatesFile::new(None),
+            origin: vec![("Datadog-Container-ID", "abc".to_owned())],
         };
         buffer.push(Payload {
             body: vec![0x93],
@@ -391,8 +413,17 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_warning_does_not_hold_back_the_drop_error() {
+        let mut h = Health::default();
+        h.down("agent", "refused", 3);
+        h.down("agent", "refused", 3);
+        assert_eq!(h.throttle.allow(), None, "outage warnings throttled");
+        assert_eq!(h.drops.allow(), Some(0), "the first drop is said");
+    }
+
+    #[test]
     fn headers_exact() {
-        let h = headers(3);
+        let h = headers(3, &[("Datadog-Container-ID", "abc".to_owned())]);
         let names: Vec<&str> = h.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             names,
@@ -402,9 +433,11 @@ mod tests {
                 "Datadog-Meta-Lang",
                 "Datadog-Meta-Lang-Version",
                 "Datadog-Meta-Tracer-Version",
-                "Datadog-Send-Real-Http-Status"
+                "Datadog-Send-Real-Http-Status",
+                "Datadog-Container-ID"
             ]
         );
+        assert_eq!(h[6].1, "abc");
         assert_eq!(h[0].1, "application/msgpack");
         assert_eq!(h[1].1, "3");
         assert_eq!(h[2].1, "rust");

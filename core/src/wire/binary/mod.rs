@@ -545,8 +545,9 @@ mod tests {
         // 170 before the three propagation strings, each empty: one byte;
         // then one for the empty header-tag map and one for metrics_sent,
         // then a nil each for the unknown size and gRPC status, then one
-        // each for no recovered call and no unread value.
-        assert_eq!(frame(200).len(), 179);
+        // each for no recovered call and no unread value, then one for the
+        // empty map of tags.
+        assert_eq!(frame(200).len(), 180);
     }
 
     #[test]
@@ -566,12 +567,12 @@ mod tests {
         // three empty strings at its end are `a0 a0 a0`; the fields after
         // them are an empty map, false, two nils and two zeros.
         let new = frame(200);
-        assert_eq!(&new[6..9], &[0xdc, 0x00, 33]);
+        assert_eq!(&new[6..9], &[0xdc, 0x00, 34]);
         assert_eq!(
-            &new[new.len() - 9..],
-            &[0xa0, 0xa0, 0xa0, 0x80, 0xc2, 0xc0, 0xc0, 0x00, 0x00]
+            &new[new.len() - 10..],
+            &[0xa0, 0xa0, 0xa0, 0x80, 0xc2, 0xc0, 0xc0, 0x00, 0x00, 0x80]
         );
-        let mut old = new[..new.len() - 9].to_vec();
+        let mut old = new[..new.len() - 10].to_vec();
         old[8] = 24;
         let body = (old.len() - HEADER_LEN) as u16;
         old[4..6].copy_from_slice(&body.to_le_bytes());
@@ -580,13 +581,36 @@ mod tests {
 
     #[test]
     fn reads_frames_written_before_the_guest_counts() {
-        // 31 elements: no recovered calls, no unread values.
+        // 31 elements: no recovered calls, no unread values, no tags.
         let mut old = frame(200);
-        old.truncate(old.len() - 2);
+        old.truncate(old.len() - 3);
         old[8] = 31;
         let body = (old.len() - HEADER_LEN) as u16;
         old[4..6].copy_from_slice(&body.to_le_bytes());
         assert_eq!(decode(&old).expect("old frame decodes"), sample(200));
+    }
+
+    #[test]
+    fn reads_frames_written_before_the_tags() {
+        // 33 elements: the frame as it was before `tags`.
+        let mut old = frame(200);
+        old.truncate(old.len() - 1);
+        old[8] = 33;
+        let body = (old.len() - HEADER_LEN) as u16;
+        old[4..6].copy_from_slice(&body.to_le_bytes());
+        assert_eq!(decode(&old).expect("old frame decodes"), sample(200));
+    }
+
+    #[test]
+    fn carries_the_tags() {
+        let mut r = sample(200);
+        r.tags.insert("team".into(), "edge".into());
+        r.tags.insert("region".into(), "eu-west-1".into());
+        let f = encode(&r).expect("fits");
+        // The map ends the body: fixmap of 2, the keys in order.
+        assert!(f.ends_with(b"\x82\xa6region\xa9eu-west-1\xa4team\xa4edge"));
+        assert_eq!(decode(&f).expect("decodes"), r);
+        assert_eq!(f.len(), frame(200).len() + 27);
     }
 
     #[test]

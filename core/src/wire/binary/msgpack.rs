@@ -13,20 +13,20 @@ const STR_OVERHEAD: usize = 5;
 const NUM: usize = 9;
 /// The record's non-string fields: 13 numbers, 2 optional numbers (the
 /// response size, the gRPC status), the status source (a variant name of
-/// at most 13 bytes), 2 booleans, and the array and map headers.
-const FIXED: usize = 15 * NUM + (13 + STR_OVERHEAD) + 2 + 2 * STR_OVERHEAD;
+/// at most 13 bytes), 2 booleans, and the array and two map headers.
+const FIXED: usize = 15 * NUM + (13 + STR_OVERHEAD) + 2 + 3 * STR_OVERHEAD;
 
 /// A bound on what [`write`] adds for `r` that is never below the real
 /// size, computed without encoding: the frame is reserved with it once, and
 /// [`crate::request::limits::fit`] cuts a record until it fits the frame's budget.
 pub fn bound(r: &Record) -> usize {
     let strings: usize = r.strings().iter().map(|s| s.len() + STR_OVERHEAD).sum();
-    let tags: usize = r
-        .header_tags
-        .iter()
-        .map(|(k, v)| k.len() + v.len() + 2 * STR_OVERHEAD)
-        .sum();
-    FIXED + strings + tags
+    let pairs = |m: &std::collections::BTreeMap<String, String>| -> usize {
+        m.iter()
+            .map(|(k, v)| k.len() + v.len() + 2 * STR_OVERHEAD)
+            .sum()
+    };
+    FIXED + strings + pairs(&r.header_tags) + pairs(&r.tags)
 }
 
 /// Appends `r` as rmp-serde's default encoding does.
@@ -66,9 +66,10 @@ pub fn write(out: &mut Vec<u8>, r: &Record) {
         grpc_status,
         recovered_calls,
         unread_values,
+        tags,
     } = r;
-    // array16 of 33 fields.
-    out.extend_from_slice(&[0xdc, 0, 33]);
+    // array16 of 34 fields.
+    out.extend_from_slice(&[0xdc, 0, 34]);
     put_sint(out, *start_ns);
     put_sint(out, *duration_ns);
     put_str(out, host);
@@ -113,6 +114,11 @@ pub fn write(out: &mut Vec<u8>, r: &Record) {
     }
     put_uint(out, u64::from(*recovered_calls));
     put_uint(out, u64::from(*unread_values));
+    put_map_len(out, tags.len());
+    for (k, v) in tags {
+        put_str(out, k);
+        put_str(out, v);
+    }
 }
 
 /// The serde name of each variant (`rename_all = "lowercase"`, one rename).

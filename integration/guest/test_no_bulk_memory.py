@@ -24,16 +24,6 @@ def plugin_dir() -> Path:
     return Path(os.environ.get("PLUGIN_DIR") or DEFAULT_PLUGIN_DIR)
 
 
-def assert_clean(paths: list[Path]) -> None:
-    rc, reports = postlink.check(*paths)
-    for path, words in reports.items():
-        print(f"{path}: " + " ".join(f"{op}={words[op]}" for op in postlink.BULK_OPS))
-    for path, words in reports.items():
-        assert {op: words[op] for op in postlink.BULK_OPS} == dict.fromkeys(postlink.BULK_OPS, "0"), path
-        assert (words["handle_request"], words["handle_response"]) == ("wrapped", "wrapped"), path
-    assert rc == 0
-
-
 def test_the_built_modules_have_no_bulk_memory_operations() -> None:
     shipped = [
         plugin_dir() / "plugin.wasm",
@@ -43,7 +33,7 @@ def test_the_built_modules_have_no_bulk_memory_operations() -> None:
     missing = [str(p) for p in shipped if not p.is_file()]
     if missing:
         pytest.fail(f"not built (make build): {missing}")
-    assert_clean(shipped)
+    postlink.assert_clean(shipped)
 
 
 def test_the_dist_zip_module_has_no_bulk_memory_operations(tmp_path) -> None:
@@ -55,7 +45,7 @@ def test_the_dist_zip_module_has_no_bulk_memory_operations(tmp_path) -> None:
     wasm = tmp_path / "plugin.wasm"
     with zipfile.ZipFile(archive) as z:
         wasm.write_bytes(z.read("plugin.wasm"))
-    assert_clean([wasm])
+    postlink.assert_clean([wasm])
 
 
 def test_the_guard_sees_bulk_memory_in_the_unlowered_module() -> None:

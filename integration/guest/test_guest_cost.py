@@ -18,7 +18,7 @@ import pytest
 
 from harness import DEFAULT_PLUGIN_DIR
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import guest_fuel  # noqa: E402
 
 # The host calls of a buffered `pipe` request with the default config (datadog + tracecontext

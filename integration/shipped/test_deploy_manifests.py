@@ -81,6 +81,22 @@ def test_kubernetes_middleware_and_values_agree() -> None:
     assert mounts["/plugins-local"] == "plugins-local"
 
 
+def test_relay_probes_are_liveness_only() -> None:
+    """The relay's /live is its liveness and startup probe on the port --health-listen opens; its
+    /ready is no readinessProbe: a sidecar's readiness is the pod's, and the agent being down must not
+    take Traefik out of service."""
+    (values,) = docs(DEPLOY / "k8s/traefik-values.yaml")
+    relay = native_sidecar(values)
+    listen = relay["args"][relay["args"].index("--health-listen") + 1]
+    port = int(listen.rsplit(":", 1)[1])
+    (named,) = [p for p in relay["ports"] if p["name"] == "relay-health"]
+    assert named["containerPort"] == port
+    for probe in ("livenessProbe", "startupProbe"):
+        assert relay[probe]["httpGet"] == {"path": "/live", "port": "relay-health"}, probe
+    assert "readinessProbe" not in relay
+    assert relay["args"][relay["args"].index("--log-format") + 1] == "json"
+
+
 def native_sidecar(values: dict[str, Any]) -> dict[str, Any]:
     """The relay: an init container with restartPolicy Always (starts before Traefik, stops after)."""
     assert "additionalContainers" not in values["deployment"], "the relay must be a native sidecar"

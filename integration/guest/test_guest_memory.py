@@ -20,7 +20,7 @@ import pytest
 
 from test_guest_cost import BASE, plugin
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import guest_fuel  # noqa: E402
 
 PAGES = 3

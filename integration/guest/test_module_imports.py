@@ -18,8 +18,9 @@ LEAST_RISK = {"sock_open", "sock_connect", "sock_send", "fd_fdstat_set_flags"}
 FORBIDDEN = {"sock_recv", "sock_recv_from", "sock_send_to", "sock_bind", "sock_listen", "sock_accept",
              "sock_getaddrinfo", "sock_getpeeraddr", "sock_getlocaladdr", "sock_setsockopt", "sock_getsockopt",
              "sock_shutdown", "poll_oneoff", "fd_read"}
-# Safe in plain WASI (each instance its own state): the published rates and routes are read.
-PLAIN_ALLOWED = {"fd_read", "path_filestat_get"}
+# Safe in plain WASI (each instance its own state): the published rates and routes are read, and
+# the mounted directory listed when the FIFO is missing (another relay's FIFO beside it?).
+PLAIN_ALLOWED = {"fd_read", "path_filestat_get", "fd_readdir"}
 
 
 def imports(path: Path) -> set[tuple[str, str]]:

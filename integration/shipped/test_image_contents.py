@@ -17,8 +17,8 @@ import re
 import subprocess
 
 from containers import PLUGIN_IMAGE, RELAY_IMAGE, UID, VERSION, docker, image_files, images
+import postlink
 from harness import REPO_DIR
-from test_no_bulk_memory import assert_clean
 
 PLUGIN_FILES = {
     "src/traefik-datadog-plugin/.traefik.yml": REPO_DIR / ".traefik.yml",
@@ -54,7 +54,7 @@ def test_the_plugin_image_holds_what_make_build_lays_out(tmp_path) -> None:
     modules = [copy / n for n, source in PLUGIN_FILES.items() if source is None]
     for m in modules:
         print(f"{m.relative_to(copy)}: {m.stat().st_size} bytes")
-    assert_clean(modules)
+    postlink.assert_clean(modules)
     # plugin-net.wasm is the network build, under both names.
     net = copy / "src" / "traefik-datadog-plugin-net" / "plugin.wasm"
     assert (copy / "src" / "traefik-datadog-plugin" / "plugin-net.wasm").read_bytes() == net.read_bytes()

@@ -16,7 +16,7 @@ the test), sampling metrics, propagation tags.
 
 Regenerate after an intended schema change, then review the diff of the JSON file:
 
-    UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest integration/test_span_snapshot.py -q -p no:cacheprovider
+    UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest integration/spans/test_span_snapshot.py -q -p no:cacheprovider
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ def test_plugin_spans_match_snapshot(tmp_path: Path, traefik_factory: Any) -> No
     if UPDATE:
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
         doc = {"_about": "Plugin spans as the trace agent receives them; written by "
-                         "integration/test_span_snapshot.py (regenerate: UPDATE_SNAPSHOTS=1 .venv/bin/python -m "
-                         "pytest integration/test_span_snapshot.py -q -p no:cacheprovider). Masked: span_id, "
+                         "integration/spans/test_span_snapshot.py (regenerate: UPDATE_SNAPSHOTS=1 .venv/bin/python -m "
+                         "pytest integration/spans/test_span_snapshot.py -q -p no:cacheprovider). Masked: span_id, "
                          "generated trace_id and _dd.p.tid, start, duration.",
                "spans": actual}
         SNAPSHOT.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
