@@ -207,7 +207,7 @@ def test_relay_and_agent_down_whole_run(tmp_path, traefik_factory) -> None:
     # Said at ERROR, once per instance: the records go out as INFO lines, which Traefik's default
     # level would drop (each of the 32 concurrent instances, and replacements for the ones collected).
     said = [(lvl, m) for lvl, m in messages(p.traefik.output())
-            if m.startswith("traefik-datadog: the relay at 127.0.0.1:")]
+            if m.startswith("traefik-datadog: a record could not be sent over UDP to the relay at 127.0.0.1:")]
     print(f"down whole run: {n - len(missing)} fallback lines, {len(missing)} lost of {n}; "
           f"{len(said)} instances said the relay is away")
     assert said and {lvl for lvl, _ in said} == {"error"}, said[:3]

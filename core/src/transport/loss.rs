@@ -111,8 +111,9 @@ pub fn log_mode(info_shown: Option<bool>) -> Option<String> {
 /// never started) every record takes that way.
 pub fn relay_unreachable(relay: std::net::SocketAddr, info_shown: Option<bool>) -> String {
     format!(
-        "{PREFIX}the relay at {relay} (relayAddress) does not take records over UDP: records \
-         go out as {}; run traefik-datadog-relay --udp {relay} beside Traefik ({DOCS})",
+        "{PREFIX}a record could not be sent over UDP to the relay at {relay} (relayAddress): \
+         records that cannot go out as {}; run traefik-datadog-relay --udp {relay} beside \
+         Traefik ({DOCS})",
         fate(LineLevel::Info, info_shown)
     )
 }
@@ -198,10 +199,10 @@ mod tests {
         let addr = "127.0.0.1:8127".parse().expect("an address");
         assert_eq!(
             relay_unreachable(addr, None),
-            "traefik-datadog: the relay at 127.0.0.1:8127 (relayAddress) does not take records \
-             over UDP: records go out as INFO log lines, lost unless Traefik's log.level is INFO \
-             or DEBUG (its default is ERROR); run traefik-datadog-relay --udp 127.0.0.1:8127 \
-             beside Traefik \
+            "traefik-datadog: a record could not be sent over UDP to the relay at \
+             127.0.0.1:8127 (relayAddress): records that cannot go out as INFO log lines, lost \
+             unless Traefik's log.level is INFO or DEBUG (its default is ERROR); run \
+             traefik-datadog-relay --udp 127.0.0.1:8127 beside Traefik \
              (https://github.com/traefik-datadog-plugin/traefik-datadog-plugin#install-in-traefik)"
         );
     }
