@@ -63,6 +63,20 @@ pub struct Probe<'a> {
     pub exists: &'a dyn Fn(&Path) -> bool,
 }
 
+fn on_disk(p: &Path) -> bool {
+    p.exists()
+}
+
+impl<'a> Probe<'a> {
+    /// The relay's own: `env` and the real file system.
+    pub fn system(env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            env,
+            exists: &on_disk,
+        }
+    }
+}
+
 impl Probe<'_> {
     /// A variable's value, set-but-blank being unset.
     fn var(&self, name: &str) -> Option<String> {
@@ -79,6 +93,7 @@ impl Probe<'_> {
 
 /// One kind of address and the names of its rungs.
 struct Ladder<T> {
+    flag: &'static str,
     url_env: &'static str,
     port_env: &'static str,
     default_port: u16,
@@ -117,23 +132,41 @@ fn climb<T>(
     ))
 }
 
-/// The trace agent's address. `flag`: `--agent-url`, already read;
-/// `parse`: how a `DD_TRACE_AGENT_URL` value is read (its errors name the
-/// variable).
+const AGENT: Ladder<AgentUrl> = Ladder {
+    flag: "--agent-url",
+    url_env: "DD_TRACE_AGENT_URL",
+    port_env: "DD_TRACE_AGENT_PORT",
+    default_port: DEFAULT_TRACE_PORT,
+    socket: APM_SOCKET,
+    network: |host, port| AgentUrl::Http { host, port },
+    unix: AgentUrl::Unix,
+};
+
+const STATSD: Ladder<StatsdUrl> = Ladder {
+    flag: "--dogstatsd-url",
+    url_env: "DD_DOGSTATSD_URL",
+    port_env: "DD_DOGSTATSD_PORT",
+    default_port: DEFAULT_STATSD_PORT,
+    socket: DSD_SOCKET,
+    network: |host, port| StatsdUrl::Udp { host, port },
+    unix: StatsdUrl::Unix,
+};
+
+impl<T> Ladder<T> {
+    fn reason(&self, why: Why) -> String {
+        why.text(self.flag, self.url_env, self.port_env)
+    }
+}
+
+/// The trace agent's address and why (the start line's words). `flag`:
+/// `--agent-url`, already read; `parse`: how a `DD_TRACE_AGENT_URL` value
+/// is read (its errors name the variable).
 pub fn agent(
     flag: Option<AgentUrl>,
     p: &Probe<'_>,
     parse: impl Fn(&str, &str) -> Result<AgentUrl, String>,
 ) -> Result<(AgentUrl, Why), String> {
-    let ladder = Ladder {
-        url_env: "DD_TRACE_AGENT_URL",
-        port_env: "DD_TRACE_AGENT_PORT",
-        default_port: DEFAULT_TRACE_PORT,
-        socket: APM_SOCKET,
-        network: |host, port| AgentUrl::Http { host, port },
-        unix: AgentUrl::Unix,
-    };
-    climb(&ladder, flag, p, parse)
+    climb(&AGENT, flag, p, parse)
 }
 
 /// DogStatsD's address, in the same way (`DD_DOGSTATSD_URL`,
@@ -143,15 +176,17 @@ pub fn statsd(
     p: &Probe<'_>,
     parse: impl Fn(&str, &str) -> Result<StatsdUrl, String>,
 ) -> Result<(StatsdUrl, Why), String> {
-    let ladder = Ladder {
-        url_env: "DD_DOGSTATSD_URL",
-        port_env: "DD_DOGSTATSD_PORT",
-        default_port: DEFAULT_STATSD_PORT,
-        socket: DSD_SOCKET,
-        network: |host, port| StatsdUrl::Udp { host, port },
-        unix: StatsdUrl::Unix,
-    };
-    climb(&ladder, flag, p, parse)
+    climb(&STATSD, flag, p, parse)
+}
+
+/// Why the trace agent's address was taken, naming its flag or variable.
+pub fn agent_reason(why: Why) -> String {
+    AGENT.reason(why)
+}
+
+/// Why DogStatsD's address was taken, naming its flag or variable.
+pub fn statsd_reason(why: Why) -> String {
+    STATSD.reason(why)
 }
 
 fn port_of(name: &str, v: Option<&str>, default: u16) -> Result<u16, String> {
@@ -350,10 +385,16 @@ mod tests {
 
     #[test]
     fn reasons_name_the_setting() {
-        let t = |w: Why| w.text("--agent-url", "DD_TRACE_AGENT_URL", "DD_TRACE_AGENT_PORT");
+        let t = agent_reason;
         assert_eq!(t(Why::Flag), "--agent-url");
         assert_eq!(t(Why::UrlEnv), "DD_TRACE_AGENT_URL");
         assert_eq!(t(Why::HostEnv), "DD_AGENT_HOST/DD_TRACE_AGENT_PORT");
         assert_eq!(t(Why::Socket), "the agent's socket exists");
+        assert_eq!(statsd_reason(Why::Flag), "--dogstatsd-url");
+        assert_eq!(statsd_reason(Why::UrlEnv), "DD_DOGSTATSD_URL");
+        assert_eq!(
+            statsd_reason(Why::HostEnv),
+            "DD_AGENT_HOST/DD_DOGSTATSD_PORT"
+        );
     }
 }

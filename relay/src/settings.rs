@@ -166,7 +166,7 @@ impl Default for TraceSettings {
                 host: DEFAULT_HOST.to_owned(),
                 port: DEFAULT_TRACE_PORT,
             },
-            agent_from: crate::discovery::Why::Default.text("", "", ""),
+            agent_from: crate::discovery::agent_reason(crate::discovery::Why::Default),
             flush_interval: Duration::from_secs(1),
             batch_spans: 1000,
             batch_bytes: 2_000_000,
@@ -200,7 +200,7 @@ impl Default for MetricsSettings {
                 host: DEFAULT_HOST.to_owned(),
                 port: DEFAULT_STATSD_PORT,
             },
-            statsd_from: crate::discovery::Why::Default.text("", "", ""),
+            statsd_from: crate::discovery::statsd_reason(crate::discovery::Why::Default),
             prefix: DEFAULT_PREFIX.to_owned(),
             interval: MetricsInterval::DEFAULT,
             request_metrics: true,
@@ -645,18 +645,14 @@ impl InputSettings {
 impl TraceSettings {
     fn from_args(a: &Args, env: Env) -> Result<Self, String> {
         let d = Self::default();
-        let exists = |p: &std::path::Path| p.exists();
-        let probe = crate::discovery::Probe {
-            env,
-            exists: &exists,
-        };
+        let probe = crate::discovery::Probe::system(env);
         let (agent, why) = crate::discovery::agent(a.agent_url.clone(), &probe, |name, v| {
             args::agent_url(v).map_err(|e| e.naming(name))
         })?;
         let s = Self {
             enabled: !a.no_traces,
             agent,
-            agent_from: why.text("--agent-url", "DD_TRACE_AGENT_URL", "DD_TRACE_AGENT_PORT"),
+            agent_from: crate::discovery::agent_reason(why),
             flush_interval: a.flush_interval.unwrap_or(d.flush_interval),
             batch_spans: a.batch_spans.unwrap_or(d.batch_spans),
             batch_bytes: a.batch_bytes.unwrap_or(d.batch_bytes),
@@ -685,18 +681,14 @@ impl TraceSettings {
 impl MetricsSettings {
     fn from_args(a: &Args, env: Env) -> Result<Self, String> {
         let d = Self::default();
-        let exists = |p: &std::path::Path| p.exists();
-        let probe = crate::discovery::Probe {
-            env,
-            exists: &exists,
-        };
+        let probe = crate::discovery::Probe::system(env);
         let (statsd, why) =
             crate::discovery::statsd(a.dogstatsd_url.clone(), &probe, |name, v| {
                 args::statsd_url(v).map_err(|e| e.naming(name))
             })?;
         Ok(Self {
             statsd,
-            statsd_from: why.text("--dogstatsd-url", "DD_DOGSTATSD_URL", "DD_DOGSTATSD_PORT"),
+            statsd_from: crate::discovery::statsd_reason(why),
             prefix: a.metrics_prefix.clone().unwrap_or(d.prefix),
             interval: a.metrics_interval.unwrap_or(d.interval),
             request_metrics: !a.no_request_metrics,
